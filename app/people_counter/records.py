@@ -1,0 +1,140 @@
+"""Plain data passed between the stages: detector -> tracker -> counter -> publishers and store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+BoxArray = npt.NDArray[np.float32]
+"""Detections of one frame: shape (N, 5), columns x1, y1, x2, y2 (pixels) and score."""
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionResult:
+    frame_index: int
+    boxes: BoxArray
+    inference_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class PersonTrack:
+    """A confirmed person as the tracker sees them on one frame."""
+
+    track_id: int
+    box: Box
+    first_seen_ts: float
+    missed: bool = False
+    """True while the track is bridged over a detection gap (its box is the prediction)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndedTrack:
+    track_id: int
+    first_seen_ts: float
+    last_seen_ts: float
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.last_seen_ts - self.first_seen_ts)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerOutput:
+    ts: float
+    visible: tuple[PersonTrack, ...]
+    """Confirmed tracks in view now, including those bridged over a short gap."""
+    confirmed: tuple[PersonTrack, ...] = ()
+    """Tracks confirmed on this frame (each is also in `visible`)."""
+    ended: tuple[EndedTrack, ...] = ()
+    """Confirmed tracks that ended on this frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class PersonEvent:
+    type: Literal["enter", "exit"]
+    track_id: int
+    ts: float
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineCrossing:
+    track_id: int
+    direction: Literal["in", "out"]
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    type: Literal["occupancy", "loitering"]
+    value: float
+    threshold: float
+    ts: float
+    track_id: int | None = None
+
+
+@dataclass(slots=True)
+class Totals:
+    """What survives a restart: the running totals since the last reset."""
+
+    total: int = 0
+    in_count: int = 0
+    out_count: int = 0
+    dwell_sum_s: float = 0.0
+    dwell_count: int = 0
+
+    @property
+    def avg_duration_s(self) -> float:
+        return self.dwell_sum_s / self.dwell_count if self.dwell_count else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CountingResult:
+    """What the counter found on one frame."""
+
+    events: tuple[PersonEvent, ...] = ()
+    crossings: tuple[LineCrossing, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.crossings or self.alerts)
+
+
+InputStatus = Literal["ok", "reconnecting", "ended"]
+
+
+@dataclass(frozen=True, slots=True)
+class CounterState:
+    """The retained `state` message: the MQTT contract of DESIGN.md."""
+
+    count: int
+    total: int
+    in_count: int
+    out_count: int
+    avg_duration_s: float
+    fps: float
+    inference_ms: float
+    dropped_frames: int
+    input: InputStatus
+    uptime_s: float
+    ts: float
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_message(self) -> dict[str, object]:
+        data = asdict(self)
+        data["in"] = data.pop("in_count")
+        data["out"] = data.pop("out_count")
+        data.update(data.pop("extra"))
+        for key in ("avg_duration_s", "fps", "inference_ms", "uptime_s"):
+            data[key] = round(float(data[key]), 2)
+        data["ts"] = round(self.ts, 3)
+        return data
+
+    def figures(self) -> tuple[object, ...]:
+        """The fields whose change is worth a new message (not the clock-driven ones)."""
+        return (self.count, self.total, self.in_count, self.out_count, self.input, self.dropped_frames > 0)
