@@ -122,6 +122,10 @@ class StreamConfig(Section):
     width: int = Field(default=768, ge=64, le=3840)
     fps: float = Field(default=10.0, gt=0.0, le=60.0)
     blur_people: bool = True
+    # The encoder's settings (people-counter-stream reads this same file).
+    jpeg_socket_path: Path = Path("/run/people-counter/mjpeg.sock")
+    quality: int = Field(default=5, ge=2, le=31, description="MJPEG qscale: 2 best, 31 smallest")
+    ffmpeg: Path | None = None
 
 
 class Config(Section):
