@@ -14,10 +14,7 @@ from people_counter.errors import UserError
 
 def _load(args: argparse.Namespace) -> Config:
     path: Path = args.config
-    if path == DEFAULT_CONFIG_PATH and not path.exists():
-        config = Config()
-    else:
-        config = load_config(path)
+    config = Config() if path == DEFAULT_CONFIG_PATH and not path.exists() else load_config(path)
     updates: dict[str, object] = {}
     if getattr(args, "state_dir", None) is not None:
         updates["state_dir"] = args.state_dir

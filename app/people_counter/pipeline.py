@@ -1,0 +1,326 @@
+"""The counting loop: frames -> detector -> tracker -> counter -> store, MQTT, results, live view.
+
+One thread counts. Decoding runs on the reader's thread and inference on
+OpenVINO's, so the three overlap. Nothing the loop calls waits on a viewer,
+the encoder or the broker: the publisher queues, the frame sink drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from people_counter.config import Config, load_config
+from people_counter.counting import PeopleCounter
+from people_counter.detector import PersonDetector
+from people_counter.errors import UserError
+from people_counter.frame_sink import FrameSink
+from people_counter.mqtt_publisher import MqttPublisher
+from people_counter.records import CounterState, CountingResult, DetectionResult, TrackerOutput
+from people_counter.results import ResultsWriter
+from people_counter.schedule import DailyReset
+from people_counter.service import ServiceNotifier
+from people_counter.source import CapturedFrame, FrameReader, parse_input
+from people_counter.store import CountStore
+from people_counter.tracker import PersonTracker
+
+log = logging.getLogger("people_counter.pipeline")
+
+HOUSEKEEPING_INTERVAL_S = 1.0
+PRUNE_INTERVAL_S = 3600.0
+SHUTDOWN_BUDGET_S = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    config_path: Path | None = None
+    input_override: str | None = None
+    results_path: Path | None = None
+    realtime: bool | None = None
+    mqtt_enabled: bool = True
+    max_frames: int | None = None
+
+
+class RateMeter:
+    """Frames per second over a sliding window of wall-clock times."""
+
+    def __init__(self, window: int = 50) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+
+    @property
+    def fps(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+class ReloadRequest:
+    """Signal flags set by the handlers and read by the loop (handlers do no work themselves)."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.reload = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop = True
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self.reload = True
+
+
+class CountingLoop:
+    def __init__(self, config: Config, options: RunOptions) -> None:
+        self.config = config
+        self.options = options
+        self.started_monotonic = time.monotonic()
+        self.signals = ReloadRequest()
+        self.notifier = ServiceNotifier()
+
+        source = options.input_override or config.input.source
+        spec = parse_input(source)
+        self.store = CountStore(config.state_dir, config.store.retention_days)
+        totals, last_track_id = self.store.load()
+        self.detector = PersonDetector(config.model, config.state_dir)
+        realtime = config.input.realtime if options.realtime is None else options.realtime
+        self.reader = FrameReader(
+            spec,
+            loop=config.input.loop,
+            realtime=realtime,
+            reconnect_initial_s=config.input.reconnect_initial_s,
+            reconnect_max_s=config.input.reconnect_max_s,
+        )
+        self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1)
+        self.counter = PeopleCounter(config.counting, self.reader.frame_size, totals)
+        self.last_track_id = last_track_id
+        self.publisher = MqttPublisher(config.mqtt, config.device_id) if options.mqtt_enabled else None
+        self.sink = FrameSink(config.stream.socket_path, config.stream.fps) if config.stream.enabled else None
+        self.results = ResultsWriter(options.results_path) if options.results_path else None
+        self.daily_reset = DailyReset(config.counting.daily_reset)
+
+        self.pending: dict[int, CapturedFrame] = {}
+        self.meter = RateMeter()
+        self.inference_ms = 0.0
+        self.frames_done = 0
+        self.latencies_ms: deque[float] = deque(maxlen=10_000)
+        self._next_housekeeping = 0.0
+        self._next_prune = 0.0
+        self._last_tracks: TrackerOutput = TrackerOutput(ts=time.time(), visible=())
+
+    def run(self) -> int:
+        self.signals.install()
+        if self.publisher is not None:
+            self.publisher.start()
+        self.reader.start()
+        self.notifier.ready(
+            f"counting {self.reader.spec.label} with {self.detector.inferences_per_frame} inference(s)/frame"
+        )
+        log.info(
+            "counting %s (%dx%d at %.1f fps) as device %s",
+            self.reader.spec.label,
+            *self.reader.frame_size,
+            self.reader.fps,
+            self.config.device_id,
+        )
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _loop(self) -> None:
+        max_frames = self.options.max_frames
+        submitted = 0
+        while not self.signals.stop:
+            if self.signals.reload:
+                self.signals.reload = False
+                self._reload()
+            reading = max_frames is None or submitted < max_frames
+            captured = self.reader.get(timeout=0.05) if reading else None
+            if captured is not None:
+                self.pending[captured.index] = captured
+                self.detector.submit(captured.index, captured.image)
+                submitted += 1
+            for result in self.detector.ready():
+                self._process(result)
+            self._housekeeping()
+            if (self.reader.finished or not reading) and captured is None:
+                for result in self.detector.drain():
+                    self._process(result)
+                break
+
+    def _process(self, result: DetectionResult) -> None:
+        captured = self.pending.pop(result.frame_index)
+        tracks = self.tracker.update(result.boxes, captured.ts)
+        self._count(tracks)
+        self.meter.tick(time.monotonic())
+        self.inference_ms = (
+            0.9 * self.inference_ms + 0.1 * result.inference_ms if self.frames_done else (result.inference_ms)
+        )
+        self.frames_done += 1
+        state = self.state(captured.ts)
+        if self.publisher is not None:
+            self.publisher.publish_state(state)
+        latency_ms = (time.monotonic() - captured.read_at) * 1000.0
+        self.latencies_ms.append(latency_ms)
+        if self.results is not None:
+            self.results.write(captured.index, state, tracks, latency_ms)
+        if self.sink is not None and self.sink.wants_frame():
+            from people_counter.annotate import annotate_frame
+
+            self.sink.offer(
+                annotate_frame(
+                    captured.image,
+                    tracks.visible,
+                    self.counter.line_px,
+                    state,
+                    self.config.stream.blur_people,
+                    self.config.stream.width,
+                )
+            )
+
+    def _count(self, tracks: TrackerOutput) -> None:
+        self._last_tracks = tracks
+        result = self.counter.update(tracks)
+        for person in tracks.confirmed:
+            self.last_track_id = max(self.last_track_id, person.track_id)
+        self.store.note_count(self.counter.count, tracks.ts)
+        if result:
+            self.store.record(self.counter.totals, result, self.counter.count, tracks.ts, self.last_track_id)
+            self._publish_result(result)
+
+    def _publish_result(self, result: CountingResult) -> None:
+        if self.publisher is None:
+            return
+        for event in result.events:
+            self.publisher.publish_event(event)
+        for alert in result.alerts:
+            log.warning("alert: %s %.1f (threshold %.1f)", alert.type, alert.value, alert.threshold)
+            self.publisher.publish_alert(alert)
+
+    def state(self, ts: float | None = None) -> CounterState:
+        totals = self.counter.totals
+        return CounterState(
+            count=self.counter.count,
+            total=totals.total,
+            in_count=totals.in_count,
+            out_count=totals.out_count,
+            avg_duration_s=totals.avg_duration_s,
+            fps=self.meter.fps,
+            inference_ms=self.inference_ms,
+            dropped_frames=self.reader.dropped,
+            input=self.reader.status,
+            uptime_s=time.monotonic() - self.started_monotonic,
+            ts=time.time() if ts is None else ts,
+            extra={
+                "privacy_blur": self.config.stream.blur_people,
+                "stream_dropped": self.sink.dropped if self.sink is not None else 0,
+            },
+        )
+
+    def _housekeeping(self) -> None:
+        """Once a second: watchdog, heartbeat, resets, pruning. Never per frame."""
+        now = time.monotonic()
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + HOUSEKEEPING_INTERVAL_S
+        self.notifier.watchdog(f"{self.meter.fps:.1f} fps, {self.counter.count} in view")
+        if self.publisher is not None:
+            self.publisher.publish_state(self.state())
+        wall = time.time()
+        if self.store.reset_requested():
+            self._reset("requested by `people-counter reset`")
+        elif self.daily_reset.due(wall):
+            self.store.reset(wall)
+            self._reset("daily reset time reached")
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_INTERVAL_S
+            removed = self.store.prune(wall)
+            if removed:
+                log.info("pruned %d rows older than %d days", removed, self.config.store.retention_days)
+        self.store.flush(wall)
+
+    def _reset(self, why: str) -> None:
+        log.info("count reset: %s", why)
+        self.counter.reset()
+        if self.publisher is not None:
+            self.publisher.publish_state(self.state(), force=True)
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read the config; counts, tracks and the model stay as they are."""
+        path = self.options.config_path
+        if path is None or not path.exists():
+            log.warning("reload: no config file to re-read")
+            return
+        try:
+            new = load_config(path)
+        except UserError as error:
+            log.error("reload refused, keeping the running config: %s", error)
+            return
+        if (
+            new.input != self.config.input
+            or new.model != self.config.model
+            or new.state_dir != (self.config.state_dir)
+        ):
+            log.warning("reload: input, model and state_dir changes take effect at the next restart")
+        if new.counting != self.config.counting:
+            self.counter.reconfigure(new.counting)
+        if new.mqtt != self.config.mqtt or new.device_id != self.config.device_id:
+            if self.publisher is not None:
+                self.publisher.stop(self.state())
+            self.publisher = MqttPublisher(new.mqtt, new.device_id) if self.options.mqtt_enabled else None
+            if self.publisher is not None:
+                self.publisher.start()
+        self.config = new.model_copy(
+            update={
+                "input": self.config.input,
+                "model": self.config.model,
+                "state_dir": self.config.state_dir,
+            }
+        )
+        log.info("reloaded %s", path)
+
+    def _shutdown(self) -> None:
+        """Flush and say goodbye within the stop budget: SIGTERM must end in under 5 s."""
+        deadline = time.monotonic() + SHUTDOWN_BUDGET_S
+        self.notifier.stopping()
+        self.reader.stop()
+        ended = self.tracker.end_all(time.time())
+        self._count(ended)
+        self.store.flush(time.time())
+        final = self.state()
+        if self.publisher is not None:
+            self.publisher.stop(final)
+        if self.sink is not None:
+            self.sink.close()
+        if self.results is not None:
+            self.results.close()
+        self.store.close()
+        if time.monotonic() > deadline:
+            log.warning("shutdown took longer than %.0f s", SHUTDOWN_BUDGET_S)
+        lat = sorted(self.latencies_ms)
+        if lat:
+            log.info(
+                "processed %d frames; latency p50 %.1f ms, p95 %.1f ms; totals: %s",
+                self.frames_done,
+                lat[len(lat) // 2],
+                lat[int(len(lat) * 0.95)],
+                final.to_message(),
+            )
+
+
+def run(config: Config, options: RunOptions) -> int:
+    return CountingLoop(config, options).run()

@@ -1,0 +1,233 @@
+"""Video input: a file (optionally looped), a camera index, or an RTSP/HTTP URL.
+
+Frames are read on a thread of their own so that decoding overlaps inference,
+and so that a stream that drops is reopened with backoff while the counting
+loop keeps publishing its state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from people_counter.errors import InputError
+from people_counter.paths import SAMPLE_SOURCE, sample_video_path
+from people_counter.records import InputStatus
+
+log = logging.getLogger("people_counter.source")
+
+Frame = npt.NDArray[np.uint8]
+SourceKind = Literal["file", "camera", "stream"]
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    kind: SourceKind
+    target: str | int
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedFrame:
+    index: int
+    ts: float
+    image: Frame
+    read_at: float
+    """time.monotonic() when the frame was decoded: the start of its latency."""
+
+
+def parse_input(source: str) -> InputSpec:
+    """Decide what the configured source is, and check a file before anything starts."""
+    if source == SAMPLE_SOURCE:
+        path = sample_video_path()
+        if not path.is_file():
+            raise InputError(f"sample video not found at {path}: run `people-counter sample` first")
+        return _file_spec(path)
+    if source.isdigit():
+        return InputSpec("camera", int(source), f"camera {source}")
+    if source.lower().startswith(STREAM_SCHEMES):
+        return InputSpec("stream", source, _redact(source))
+    return _file_spec(Path(source))
+
+
+def _redact(url: str) -> str:
+    """Keep credentials in a URL out of logs and of the published state."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest.split("/", 1)[0]:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+def _file_spec(path: Path) -> InputSpec:
+    if not path.exists():
+        raise InputError(f"input file {path} does not exist")
+    if not path.is_file():
+        raise InputError(f"input {path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input file {path} is not readable")
+    return InputSpec("file", str(path), str(path))
+
+
+def _open_capture(spec: InputSpec) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(spec.target)
+    return capture
+
+
+class FrameReader:
+    """Reads frames into a small queue on its own thread.
+
+    Files are read without loss: the reader waits for room in the queue. Live
+    sources never wait: when counting falls behind, the oldest queued frame is
+    dropped and counted, so the count follows the present, not a backlog.
+    """
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        *,
+        loop: bool,
+        realtime: bool,
+        reconnect_initial_s: float,
+        reconnect_max_s: float,
+        queue_size: int = 4,
+    ) -> None:
+        self.spec = spec
+        self.loop = loop
+        self.realtime = realtime
+        self._backoff = (reconnect_initial_s, reconnect_max_s)
+        self._queue: queue.Queue[CapturedFrame] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.status: InputStatus = "ok"
+        self.dropped = 0
+        self.reconnects = 0
+        self.frame_size: tuple[int, int] = (0, 0)
+        self.fps: float = 0.0
+        self._capture = self._open_first()
+
+    def _open_first(self) -> cv2.VideoCapture:
+        capture = _open_capture(self.spec)
+        if not capture.isOpened():
+            capture.release()
+            what = "not a video OpenCV can decode" if self.spec.kind == "file" else "cannot be opened"
+            raise InputError(f"input {self.spec.label}: {what}")
+        ok, first = capture.read()
+        if not ok or first is None:
+            capture.release()
+            raise InputError(f"input {self.spec.label}: no frame could be read (not a video?)")
+        self.frame_size = (int(first.shape[1]), int(first.shape[0]))
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 1.0 <= fps <= 120.0 else 10.0
+        self._first: Frame | None = first
+        return capture
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._capture.release()
+
+    def get(self, timeout: float) -> CapturedFrame | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    @property
+    def finished(self) -> bool:
+        """True once a file ended and every frame read has been handed out."""
+        return self.status == "ended" and self._queue.empty()
+
+    def _run(self) -> None:
+        index = 0
+        period = 1.0 / self.fps
+        started = time.time()
+        while not self._stop.is_set():
+            frame = self._next_frame()
+            if frame is None:
+                if self.spec.kind == "file":
+                    if self.loop:
+                        self._capture.release()
+                        self._capture = _open_capture(self.spec)
+                        if self._capture.isOpened():
+                            continue
+                        log.error("input %s could not be reopened for the next loop", self.spec.label)
+                    self.status = "ended"
+                    return
+                self._reconnect()
+                continue
+            if self.spec.kind == "file":
+                # Recorded video keeps its own clock (frames over the file's rate, across
+                # loops), so the tracker's time gaps mean the same at any processing speed.
+                ts = started + index * period
+                if self.realtime:
+                    delay = ts - time.time()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                self._put_waiting(CapturedFrame(index, ts, frame, time.monotonic()))
+            else:
+                self._put_latest(CapturedFrame(index, time.time(), frame, time.monotonic()))
+            index += 1
+
+    def _next_frame(self) -> Frame | None:
+        if self._first is not None:
+            frame, self._first = self._first, None
+            return frame
+        ok, frame = self._capture.read()
+        return frame if ok and frame is not None else None
+
+    def _put_waiting(self, item: CapturedFrame) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _put_latest(self, item: CapturedFrame) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _reconnect(self) -> None:
+        """Reopen a dropped camera or stream with exponential backoff; counts are kept by the caller."""
+        self.status = "reconnecting"
+        delay, ceiling = self._backoff
+        self._capture.release()
+        while not self._stop.is_set():
+            log.warning("input %s dropped; reopening in %.1f s", self.spec.label, delay)
+            if self._stop.wait(delay):
+                return
+            capture = _open_capture(self.spec)
+            ok, frame = capture.read() if capture.isOpened() else (False, None)
+            if ok and frame is not None:
+                self._capture = capture
+                self._first = frame
+                self.reconnects += 1
+                self.status = "ok"
+                log.info("input %s is back", self.spec.label)
+                return
+            capture.release()
+            delay = min(delay * 2.0, ceiling)

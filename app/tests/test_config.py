@@ -1,0 +1,97 @@
+"""Config errors: one line naming the field and the reason, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from people_counter.cli import main
+from people_counter.config import load_config
+from people_counter.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_load_from_an_empty_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""))
+    assert config.model.device == "CPU"
+    assert config.store.retention_days == 30
+    assert config.mqtt.heartbeat_s <= 5
+
+
+def test_a_full_file_loads(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+device_id: door-1
+state_dir: /tmp/pc
+input: {source: "rtsp://user:pw@cam/stream", loop: false}
+model: {device: AUTO, score_threshold: 0.4, tiles: none}
+counting:
+  line: [[0.1, 0.2], [0.9, 0.2]]
+  occupancy_max: 5
+  daily_reset: "03:30"
+mqtt: {host: broker.local, port: 8883, username: counter, tls: {ca_file: /etc/ssl/ca.pem}}
+""",
+        )
+    )
+    assert config.device_id == "door-1"
+    assert config.counting.line == ((0.1, 0.2), (0.9, 0.2))
+    assert config.counting.daily_reset is not None and config.counting.daily_reset.hour == 3
+    assert config.mqtt.tls is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mqtt: {prot: 1883}", "mqtt.prot: unknown key"),
+        ("mqtt: {port: 70000}", "mqtt.port: Input should be less than or equal to 65535"),
+        ("mqtt: {port: abc}", "mqtt.port: Input should be a valid integer"),
+        ("model: {device: TPU}", "model.device: Input should be 'CPU', 'GPU', 'NPU' or 'AUTO'"),
+        ("counting: {line: [[0, 0], [0, 0]]}", "counting: Value error, line: the two points must differ"),
+        (
+            "counting: {line: [[0, 0], [1.5, 0]]}",
+            "counting.line.1.0: Input should be less than or equal to 1",
+        ),
+        ("device_id: a/b", "device_id: Value error, must be non-empty with no '/'"),
+        ("- just\n- a list", "the top level must be a mapping"),
+        ("mqtt: {port: [1883", "invalid YAML"),
+    ],
+)
+def test_bad_values_name_the_field(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_check_config_exit_status_and_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path, "device_id: shop\n")
+    assert main(["check-config", str(good)]) == 0
+    bad = tmp_path / "bad.yml"
+    bad.write_text("store: {retention_days: 0}\n")
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"people-counter: {bad}: store.retention_days: Input should be greater than or equal to 1"]
+
+
+def test_missing_config_file_through_the_real_command(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yml"
+    done = subprocess.run(
+        [sys.executable, "-m", "people_counter.cli", "check-config", str(missing)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"people-counter: {missing}: no such config file"
+    assert "Traceback" not in done.stderr

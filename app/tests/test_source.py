@@ -1,0 +1,165 @@
+"""Video input: clear errors for bad files, and a dropped stream that comes back by itself."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from people_counter.errors import InputError
+from people_counter.source import FrameReader, parse_input
+
+
+def reader_for(source: str, **kwargs: object) -> FrameReader:
+    options: dict[str, object] = {
+        "loop": False,
+        "realtime": False,
+        "reconnect_initial_s": 0.2,
+        "reconnect_max_s": 0.5,
+    }
+    options.update(kwargs)
+    return FrameReader(parse_input(source), **options)  # type: ignore[arg-type]
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"input file .*nope.avi does not exist"):
+        parse_input(str(tmp_path / "nope.avi"))
+
+
+def test_a_directory_is_not_an_input(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is not a file"):
+        parse_input(str(tmp_path))
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "locked.avi"
+    path.write_bytes(b"x")
+    path.chmod(0)
+    try:
+        import os
+
+        if os.access(path, os.R_OK):
+            pytest.skip("running as a user that can read mode-0 files (root without DAC checks)")
+        with pytest.raises(InputError, match="not readable"):
+            parse_input(str(path))
+    finally:
+        path.chmod(0o600)
+
+
+def test_a_text_file_is_not_a_video(tmp_path: Path) -> None:
+    path = tmp_path / "notes.avi"
+    path.write_text("this is not a video\n" * 100)
+    with pytest.raises(InputError, match=r"notes.avi: (not a video|no frame)"):
+        reader_for(str(path))
+
+
+def test_a_file_is_read_whole_and_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(25):
+        writer.write(np.full((48, 64, 3), i * 10, np.uint8))
+    writer.release()
+    reader = reader_for(str(path))
+    assert reader.frame_size == (64, 48)
+    reader.start()
+    seen = []
+    deadline = time.monotonic() + 10
+    while not reader.finished and time.monotonic() < deadline:
+        frame = reader.get(timeout=0.1)
+        if frame is not None:
+            seen.append(frame)
+    reader.stop()
+    assert [f.index for f in seen] == list(range(25))
+    # The file's own clock: 10 fps means 0.1 s between frames whatever the speed of reading.
+    assert seen[10].ts - seen[0].ts == pytest.approx(1.0)
+    assert reader.status == "ended"
+
+
+class MjpegServer:
+    """A camera on loopback: an HTTP MJPEG stream that the test can cut and bring back."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._cut = threading.Event()
+
+    def start(self) -> None:
+        cut = self._cut
+        cut.clear()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                while not cut.is_set():
+                    _ok, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), i % 250, np.uint8))
+                    data = jpg.tobytes()
+                    try:
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data)
+                            + data
+                            + b"\r\n"
+                        )
+                    except OSError:
+                        return
+                    i += 1
+                    time.sleep(0.04)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def cut(self) -> None:
+        self._cut.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@pytest.fixture
+def camera() -> Iterator[MjpegServer]:
+    server = MjpegServer()
+    server.start()
+    yield server
+    server.cut()
+
+
+def wait_for(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_dropped_stream_is_reopened_and_the_drop_is_visible(camera: MjpegServer) -> None:
+    reader = reader_for(f"http://127.0.0.1:{camera.port}/stream")
+    reader.start()
+    try:
+        assert wait_for(lambda: reader.get(timeout=0.1) is not None, 10)
+        assert reader.status == "ok"
+        camera.cut()
+        assert wait_for(lambda: reader.status == "reconnecting", 15), "the drop never showed"
+        camera.start()
+        assert wait_for(lambda: reader.status == "ok", 15), "the stream never came back"
+        while reader.get(timeout=0.01) is not None:
+            pass
+        assert wait_for(lambda: reader.get(timeout=0.1) is not None, 10)
+        assert reader.reconnects >= 1
+    finally:
+        reader.stop()
