@@ -1,0 +1,412 @@
+"""Multi-person tracker: ByteTrack-style two-stage association over constant-velocity Kalman filters.
+
+Each frame's detections are split by score. High-score boxes are matched first to every confirmed
+track (including those coasting over a gap), then the low-score boxes are offered to the confirmed
+tracks still unmatched: a partly hidden person often comes back with a low score, and letting that
+box extend their track (but never start one) is what keeps ids through occlusions. The leftover
+high-score boxes then go to tentative tracks, and what still remains starts new tentative tracks.
+Matching is an optimal assignment (Hungarian, scipy) on 1 - IoU between each track's predicted box
+and the detections, gated at `TrackerConfig.match_iou`.
+
+Everything is driven by the frame timestamps, not by frame counts: the filter predicts over the real
+elapsed time and gaps are measured in seconds, so 10 fps and 25 fps behave alike and a dropped or
+late frame does not age a track faster.
+
+Life cycle:
+  * tentative: born from an unmatched high-score box; it has no id and is never reported. It dies
+    on its first unmatched frame, so a one-frame false positive, or one that flickers, never counts.
+    A real person missed while tentative simply starts again a frame later; nothing was counted yet.
+  * confirmed: after `confirm_hits` matched frames. Only now does it get an id, so ids are not
+    burnt by false positives and stay monotonic in confirmation order, never reused.
+  * bridged: a confirmed track that is unmatched keeps its predicted box (`missed=True`) for up to
+    `max_gap_s` seconds after its last detection. This is the fix for the original app's double
+    counting: a person missed for a frame or two keeps their id.
+  * ended: unmatched for more than `max_gap_s`, or (when the frame size is known) predicted entirely
+    out of the frame, or at `end_all`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from people_counter.config import TrackerConfig
+from people_counter.records import BoxArray, EndedTrack, PersonTrack, TrackerOutput
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+# Noise of the filter, per state component (cx, cy, w, h), as fractions of the box height: a
+# person's box, its jitter and how fast it can change all scale with how far they are from the
+# camera, so one set of numbers serves people near and far.
+_MEASUREMENT_STD = np.array([0.05, 0.05, 0.05, 0.05])
+"""Detector jitter, about 5% of the height (ByteTrack uses the same 1/20)."""
+_ACCELERATION_STD = np.array([1.0, 1.0, 0.3, 0.3])
+"""Per second squared: walkers start, stop and turn; boxes change size more slowly."""
+_INITIAL_VELOCITY_STD = np.array([1.0, 1.0, 0.2, 0.2])
+"""Per second, for a new track whose motion is unknown: a walker does about 0.8 heights a second."""
+
+_LOW_SCORE_MATCH_IOU = 0.5
+"""Gate of the second stage. Low-score boxes are often false positives, so they may only extend a
+track they overlap well; a weaker overlap leaves the track bridging on its prediction instead."""
+
+_GATED_COST = 1e6
+_MIN_SIZE_PX = 1.0
+
+
+class BoxKalmanFilter:
+    """Constant-velocity Kalman filter over many boxes at once, state (cx, cy, w, h) and velocities.
+
+    With a constant-velocity model and diagonal noise the four coordinates never interact, so the
+    usual 8x8 filter splits exactly into four independent 2x2 ones (position, velocity). Each 2x2
+    covariance is three numbers; they are kept as (capacity, 4) arrays and every step is a few
+    element-wise numpy operations for all tracks together. Rows are slots that a track keeps for
+    its life; freed slots are reused, so memory stays at the peak number of live tracks.
+
+    Process noise is white acceleration integrated over the real elapsed time dt, which makes one
+    prediction over 0.2 s the same as two over 0.1 s: the filter does not care about frame rate.
+    """
+
+    def __init__(self, capacity: int = 32) -> None:
+        self._pos = np.zeros((capacity, 4))
+        self._vel = np.zeros((capacity, 4))
+        self._p_pp = np.zeros((capacity, 4))
+        self._p_pv = np.zeros((capacity, 4))
+        self._p_vv = np.zeros((capacity, 4))
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+        self._used = np.zeros(capacity, dtype=bool)
+
+    @property
+    def capacity(self) -> int:
+        return self._pos.shape[0]
+
+    def add(self, box_xyxy: FloatArray) -> int:
+        """Start a filter at one detected box; returns its slot."""
+        if not self._free:
+            self._grow()
+        slot = self._free.pop()
+        measurement = _xyxy_to_cxcywh(box_xyxy)
+        height = max(measurement[3], _MIN_SIZE_PX)
+        self._pos[slot] = measurement
+        self._vel[slot] = 0.0
+        self._p_pp[slot] = (_MEASUREMENT_STD * height) ** 2
+        self._p_pv[slot] = 0.0
+        self._p_vv[slot] = (_INITIAL_VELOCITY_STD * height) ** 2
+        self._used[slot] = True
+        return slot
+
+    def remove(self, slot: int) -> None:
+        # Zeroed so that the predictions run over free slots stay finite.
+        self._pos[slot] = 0.0
+        self._vel[slot] = 0.0
+        self._p_pp[slot] = 0.0
+        self._p_pv[slot] = 0.0
+        self._p_vv[slot] = 0.0
+        self._used[slot] = False
+        self._free.append(slot)
+
+    def predict(self, dt: float) -> None:
+        """Advance every slot by dt seconds (free slots are all zeros and stay so)."""
+        if dt <= 0.0:
+            return
+        height = np.maximum(self._pos[:, 3:4], _MIN_SIZE_PX)
+        q = (_ACCELERATION_STD * height) ** 2
+        self._pos += self._vel * dt
+        self._p_pp += 2.0 * dt * self._p_pv + dt * dt * self._p_vv + q * (dt**3 / 3.0)
+        self._p_pv += dt * self._p_vv + q * (dt * dt / 2.0)
+        self._p_vv += q * dt
+        # A box cannot shrink through zero however its size was moving before a gap.
+        np.maximum(self._pos[:, 2:4], _MIN_SIZE_PX * self._used[:, None], out=self._pos[:, 2:4])
+
+    def update(self, slots: IntArray, boxes_xyxy: FloatArray) -> None:
+        """Correct the given slots with one detected box each."""
+        if slots.size == 0:
+            return
+        measurement = _xyxy_to_cxcywh(boxes_xyxy)
+        pos = self._pos[slots]
+        height = np.maximum(pos[:, 3:4], _MIN_SIZE_PX)
+        r = (_MEASUREMENT_STD * height) ** 2
+        p_pp = self._p_pp[slots]
+        p_pv = self._p_pv[slots]
+        innovation_var = p_pp + r
+        gain_p = p_pp / innovation_var
+        gain_v = p_pv / innovation_var
+        residual = measurement - pos
+        self._pos[slots] = pos + gain_p * residual
+        self._vel[slots] += gain_v * residual
+        self._p_vv[slots] -= gain_v * p_pv
+        self._p_pp[slots] = (1.0 - gain_p) * p_pp
+        self._p_pv[slots] = (1.0 - gain_p) * p_pv
+
+    def boxes(self, slots: IntArray) -> FloatArray:
+        """The current estimate of the given slots as (K, 4) x1, y1, x2, y2."""
+        return _cxcywh_to_xyxy(self._pos[slots])
+
+    def _grow(self) -> None:
+        old = self.capacity
+        new = old * 2
+        for name in ("_pos", "_vel", "_p_pp", "_p_pv", "_p_vv"):
+            grown = np.zeros((new, 4))
+            grown[:old] = getattr(self, name)
+            setattr(self, name, grown)
+        used = np.zeros(new, dtype=bool)
+        used[:old] = self._used
+        self._used = used
+        self._free.extend(range(new - 1, old - 1, -1))
+
+
+def _xyxy_to_cxcywh(boxes: FloatArray) -> FloatArray:
+    x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    return np.stack([(x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1], axis=-1)
+
+
+def _cxcywh_to_xyxy(state: FloatArray) -> FloatArray:
+    cx, cy = state[..., 0], state[..., 1]
+    half_w, half_h = state[..., 2] * 0.5, state[..., 3] * 0.5
+    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
+
+
+def iou_matrix(boxes_a: FloatArray, boxes_b: FloatArray) -> FloatArray:
+    """Pairwise intersection over union of (A, 4) and (B, 4) x1, y1, x2, y2 boxes."""
+    ix1 = np.maximum(boxes_a[:, None, 0], boxes_b[None, :, 0])
+    iy1 = np.maximum(boxes_a[:, None, 1], boxes_b[None, :, 1])
+    ix2 = np.minimum(boxes_a[:, None, 2], boxes_b[None, :, 2])
+    iy2 = np.minimum(boxes_a[:, None, 3], boxes_b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0.0, None) * np.clip(iy2 - iy1, 0.0, None)
+    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])
+    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
+
+
+def match_by_iou(
+    predicted: FloatArray, detected: FloatArray, min_iou: float
+) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Optimal one-to-one matching on 1 - IoU, pairs below `min_iou` refused.
+
+    Gated pairs get a huge but finite cost, so the solver first maximises the number of acceptable
+    pairs and only then their total overlap; any gated pair it still had to use is dropped after.
+    Returns (pairs of (row, col)), unmatched rows, unmatched columns.
+    """
+    rows, cols = predicted.shape[0], detected.shape[0]
+    if rows == 0 or cols == 0:
+        return [], list(range(rows)), list(range(cols))
+    iou = iou_matrix(predicted, detected)
+    cost = np.where(iou >= min_iou, 1.0 - iou, _GATED_COST)
+    row_ind, col_ind = linear_sum_assignment(cost)
+    pairs = [(int(r), int(c)) for r, c in zip(row_ind, col_ind, strict=True) if iou[r, c] >= min_iou]
+    matched_rows = {r for r, _ in pairs}
+    matched_cols = {c for _, c in pairs}
+    return (
+        pairs,
+        [r for r in range(rows) if r not in matched_rows],
+        [c for c in range(cols) if c not in matched_cols],
+    )
+
+
+@dataclass(slots=True)
+class _LiveTrack:
+    """The tracker's own bookkeeping for one track (the published view is records.PersonTrack)."""
+
+    slot: int
+    first_seen_ts: float
+    last_seen_ts: float
+    hits: int = 1
+    track_id: int = 0
+    """0 while tentative; the id is given on confirmation."""
+    missed: bool = False
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id > 0
+
+
+_NO_BOXES = np.zeros((0, 4))
+
+
+class PersonTracker:
+    """Gives each person a stable id across frames; see the module doc for the life cycle.
+
+    `first_id` lets ids continue across restarts (the store persists `next_id`). `frame_size`
+    (width, height), when known, ends a bridged track as soon as its prediction has left the frame
+    entirely: the person walked out, and bridging would only keep a ghost in the count.
+    """
+
+    def __init__(
+        self, cfg: TrackerConfig, first_id: int = 1, frame_size: tuple[int, int] | None = None
+    ) -> None:
+        if first_id < 1:
+            raise ValueError("first_id must be at least 1")
+        self._cfg = cfg
+        self._next_id = first_id
+        self._filter = BoxKalmanFilter()
+        self._tracks: list[_LiveTrack] = []
+        self._last_ts: float | None = None
+        self._frame_size = frame_size
+
+    @property
+    def next_id(self) -> int:
+        """The id the next confirmed track will get; persist it to keep ids unique across restarts."""
+        return self._next_id
+
+    def set_frame_size(self, frame_size: tuple[int, int] | None) -> None:
+        self._frame_size = frame_size
+
+    def update(self, boxes: BoxArray, ts: float) -> TrackerOutput:
+        """Take one frame's detections, (N, 5) x1, y1, x2, y2, score in pixels, seen at `ts` seconds."""
+        if not math.isfinite(ts):
+            raise ValueError(f"timestamp must be finite, got {ts}")
+        ended: list[EndedTrack] = []
+        if self._last_ts is not None and ts < self._last_ts:
+            # The clock went backwards (a looped file restarted its timestamps, or the wall clock
+            # was set back): gaps and ages measured across that are meaningless, so every track
+            # ends with the times it had, and this frame starts afresh.
+            ended.extend(self._end_tracks(list(self._tracks)))
+        dt = 0.0 if self._last_ts is None else ts - self._last_ts
+        self._last_ts = ts
+
+        # Tracks gone for too long end before association: after a long pause in the input (a
+        # reconnect) nobody is assumed to be still the same person.
+        stale = [t for t in self._tracks if ts - t.last_seen_ts > self._cfg.max_gap_s]
+        ended.extend(self._end_tracks(stale))
+        self._filter.predict(dt)
+
+        det_boxes, det_scores = _split_boxes(boxes)
+        high = np.flatnonzero(det_scores >= self._cfg.high_score)
+        low = np.flatnonzero(det_scores < self._cfg.high_score)
+
+        confirmed = [t for t in self._tracks if t.confirmed]
+        tentative = [t for t in self._tracks if not t.confirmed]
+        matched: list[tuple[_LiveTrack, int]] = []
+
+        # Stage 1: high-score boxes to all confirmed tracks, bridged ones included.
+        pairs, rest_confirmed, rest_high = match_by_iou(
+            self._predicted(confirmed), det_boxes[high], self._cfg.match_iou
+        )
+        matched.extend((confirmed[r], int(high[c])) for r, c in pairs)
+        rest_confirmed_tracks = [confirmed[r] for r in rest_confirmed]
+        rest_high_idx = high[rest_high]
+
+        # Stage 2: low-score boxes, only to the confirmed tracks still unmatched.
+        pairs, still_unmatched, _ = match_by_iou(
+            self._predicted(rest_confirmed_tracks),
+            det_boxes[low],
+            max(self._cfg.match_iou, _LOW_SCORE_MATCH_IOU),
+        )
+        matched.extend((rest_confirmed_tracks[r], int(low[c])) for r, c in pairs)
+
+        # Stage 3: leftover high-score boxes to tentative tracks.
+        pairs, unmatched_tentative, new_high = match_by_iou(
+            self._predicted(tentative), det_boxes[rest_high_idx], self._cfg.match_iou
+        )
+        matched.extend((tentative[r], int(rest_high_idx[c])) for r, c in pairs)
+
+        if matched:
+            slots = np.fromiter((t.slot for t, _ in matched), dtype=np.intp, count=len(matched))
+            rows = np.fromiter((d for _, d in matched), dtype=np.intp, count=len(matched))
+            self._filter.update(slots, det_boxes[rows])
+
+        newly_confirmed: list[_LiveTrack] = []
+        for track, _ in matched:
+            track.hits += 1
+            track.last_seen_ts = ts
+            track.missed = False
+            if not track.confirmed and track.hits >= self._cfg.confirm_hits:
+                newly_confirmed.append(self._confirm(track))
+        for r in still_unmatched:
+            rest_confirmed_tracks[r].missed = True
+        # A tentative track dies on its first miss (see the module doc); it never counted.
+        for r in unmatched_tentative:
+            self._drop(tentative[r])
+
+        for c in new_high:
+            row = int(rest_high_idx[c])
+            track = _LiveTrack(slot=self._filter.add(det_boxes[row]), first_seen_ts=ts, last_seen_ts=ts)
+            self._tracks.append(track)
+            if self._cfg.confirm_hits <= 1:
+                newly_confirmed.append(self._confirm(track))
+
+        if self._frame_size is not None:
+            ended.extend(self._end_tracks(self._left_the_frame()))
+
+        visible = self._visible()
+        by_id = {p.track_id: p for p in visible}
+        return TrackerOutput(
+            ts=ts,
+            visible=visible,
+            confirmed=tuple(by_id[t.track_id] for t in newly_confirmed),
+            ended=tuple(ended),
+        )
+
+    def end_all(self, ts: float) -> TrackerOutput:
+        """End every track now (end of input, shutdown, a new input). Ids keep counting up."""
+        ended = self._end_tracks(list(self._tracks))
+        self._last_ts = None
+        return TrackerOutput(ts=ts, visible=(), ended=tuple(ended))
+
+    def _confirm(self, track: _LiveTrack) -> _LiveTrack:
+        track.track_id = self._next_id
+        self._next_id += 1
+        return track
+
+    def _predicted(self, tracks: list[_LiveTrack]) -> FloatArray:
+        if not tracks:
+            return _NO_BOXES
+        slots = np.fromiter((t.slot for t in tracks), dtype=np.intp, count=len(tracks))
+        return self._filter.boxes(slots)
+
+    def _visible(self) -> tuple[PersonTrack, ...]:
+        confirmed = [t for t in self._tracks if t.confirmed]
+        if not confirmed:
+            return ()
+        boxes = self._predicted(confirmed).tolist()
+        return tuple(
+            PersonTrack(
+                track_id=t.track_id,
+                box=(box[0], box[1], box[2], box[3]),
+                first_seen_ts=t.first_seen_ts,
+                missed=t.missed,
+            )
+            for t, box in zip(confirmed, boxes, strict=True)
+        )
+
+    def _left_the_frame(self) -> list[_LiveTrack]:
+        assert self._frame_size is not None
+        width, height = self._frame_size
+        missed = [t for t in self._tracks if t.missed]
+        if not missed:
+            return []
+        boxes = self._predicted(missed)
+        gone = (boxes[:, 0] >= width) | (boxes[:, 2] <= 0) | (boxes[:, 1] >= height) | (boxes[:, 3] <= 0)
+        return [t for t, out in zip(missed, gone.tolist(), strict=True) if out]
+
+    def _end_tracks(self, tracks: list[_LiveTrack]) -> list[EndedTrack]:
+        ended = [
+            EndedTrack(track_id=t.track_id, first_seen_ts=t.first_seen_ts, last_seen_ts=t.last_seen_ts)
+            for t in tracks
+            if t.confirmed
+        ]
+        for t in tracks:
+            self._drop(t)
+        return ended
+
+    def _drop(self, track: _LiveTrack) -> None:
+        self._filter.remove(track.slot)
+        self._tracks.remove(track)
+
+
+def _split_boxes(boxes: BoxArray) -> tuple[FloatArray, FloatArray]:
+    """(N, 4) boxes and (N,) scores as float64, without degenerate or non-finite rows."""
+    array = np.asarray(boxes, dtype=np.float64)
+    if array.size == 0:
+        return _NO_BOXES, np.zeros(0)
+    if array.ndim != 2 or array.shape[1] < 5:
+        raise ValueError(f"boxes must have shape (N, 5), got {array.shape}")
+    keep = np.isfinite(array[:, :5]).all(axis=1) & (array[:, 2] > array[:, 0]) & (array[:, 3] > array[:, 1])
+    if not keep.all():
+        array = array[keep]
+    return array[:, :4], array[:, 4]
