@@ -1,0 +1,1 @@
+"""Launch systemd-nspawn test hosts for the people-counter playbooks."""
