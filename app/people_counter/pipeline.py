@@ -115,6 +115,8 @@ class CountingLoop:
         self.meter = RateMeter()
         self.inference_ms = 0.0
         self.frames_done = 0
+        self.first_done_at = 0.0
+        self.last_done_at = 0.0
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
         self._next_housekeeping = 0.0
         self._next_prune = 0.0
@@ -166,7 +168,11 @@ class CountingLoop:
         captured = self.pending.pop(result.frame_index)
         tracks = self.tracker.update(result.boxes, captured.ts)
         self._count(tracks)
-        self.meter.tick(time.monotonic())
+        now = time.monotonic()
+        self.meter.tick(now)
+        if not self.frames_done:
+            self.first_done_at = now
+        self.last_done_at = now
         self.inference_ms = (
             0.9 * self.inference_ms + 0.1 * result.inference_ms if self.frames_done else (result.inference_ms)
         )
@@ -313,9 +319,12 @@ class CountingLoop:
             log.warning("shutdown took longer than %.0f s", SHUTDOWN_BUDGET_S)
         lat = sorted(self.latencies_ms)
         if lat:
+            # The first frame's time is the start, so model compilation is not counted.
+            span = self.last_done_at - self.first_done_at
             log.info(
-                "processed %d frames; latency p50 %.1f ms, p95 %.1f ms; totals: %s",
-                self.frames_done,
+                "processed %d frames in %.3f s; latency p50 %.1f ms, p95 %.1f ms; totals: %s",
+                self.frames_done - 1,
+                span,
                 lat[len(lat) // 2],
                 lat[int(len(lat) * 0.95)],
                 final.to_message(),

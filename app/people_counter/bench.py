@@ -1,0 +1,203 @@
+"""`make bench`: the counter against the model's raw throughput, measured side by side in one run.
+
+Prints figures and ratios; asserts nothing. Each pair (raw, counter) is run
+back to back and repeated, and the medians are reported, because this
+machine is noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import yaml
+
+from people_counter.broker_fixture import MosquittoBroker
+from people_counter.config import Config
+from people_counter.paths import default_model_xml, sample_video_path
+from people_counter.raw_throughput import measure_raw_throughput
+
+SUMMARY = re.compile(r"processed (\d+) frames in ([0-9.]+) s")
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRun:
+    frames: int
+    fps: float
+    peak_rss_mb: float
+    cpu_core_fraction: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    inferences_per_frame: int
+
+
+def _write_config(workdir: Path, state_dir: Path, broker: MosquittoBroker, realtime: bool) -> Path:
+    password_file = workdir / "mqtt-password"
+    password_file.write_text(broker.password_for("counter"))
+    data = {
+        "device_id": "bench",
+        "state_dir": str(state_dir),
+        "input": {"source": str(sample_video_path()), "realtime": realtime},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "username": "counter",
+            "password_file": str(password_file),
+        },
+        "stream": {"enabled": False},
+    }
+    path = workdir / "config.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _model_state_dir(workdir: Path) -> Path:
+    """Use the prepared model the Makefile cached; the store goes to a fresh directory each run."""
+    cached = Path(os.environ.get("PEOPLE_COUNTER_MODEL_STATE", str(workdir / "model-state")))
+    if not default_model_xml(cached).exists():
+        subprocess.run(
+            [sys.executable, "-m", "people_counter.cli", "model", "prepare", "--state-dir", str(cached)],
+            check=True,
+        )
+    return cached
+
+
+def run_counter(
+    workdir: Path, model_state: Path, broker: MosquittoBroker, realtime: bool, seconds: float | None
+) -> CounterRun:
+    state_dir = Path(tempfile.mkdtemp(dir=workdir, prefix="state-"))
+    (state_dir / "models").symlink_to(model_state / "models")
+    config = _write_config(workdir, state_dir, broker, realtime)
+    results = state_dir / "results.jsonl"
+    command = [
+        sys.executable,
+        "-m",
+        "people_counter.cli",
+        "run",
+        "-c",
+        str(config),
+        "--results",
+        str(results),
+    ]
+    if not realtime:
+        command.append("--no-realtime")
+    started = time.monotonic()
+    process = psutil.Popen(command, stderr=subprocess.PIPE, text=True)
+    peak_rss = 0
+    cpu_at_ready: float | None = None
+    ready_at = started
+    while process.poll() is None:
+        try:
+            peak_rss = max(peak_rss, process.memory_info().rss)
+            if cpu_at_ready is None and results.exists() and results.stat().st_size > 0:
+                times = process.cpu_times()
+                cpu_at_ready, ready_at = times.user + times.system, time.monotonic()
+            if seconds is not None and time.monotonic() - started > seconds and cpu_at_ready is not None:
+                times = process.cpu_times()
+                cpu_used = times.user + times.system - cpu_at_ready
+                cpu_wall = time.monotonic() - ready_at
+                process.terminate()
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    else:
+        cpu_used, cpu_wall = 0.0, 1.0
+    _, stderr = process.communicate(timeout=30)
+    if process.returncode not in (0, -15):
+        raise SystemExit(f"bench: the counter failed ({process.returncode}):\n{stderr[-2000:]}")
+    match = SUMMARY.search(stderr)
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    latencies = sorted(line["latency_ms"] for line in lines)
+    frames = int(match.group(1)) if match else len(lines)
+    fps = frames / float(match.group(2)) if match else 0.0
+    per_frame = re.search(r"with (\d+) inference", stderr)
+    return CounterRun(
+        frames=frames,
+        fps=fps,
+        peak_rss_mb=peak_rss / 2**20,
+        cpu_core_fraction=cpu_used / cpu_wall if seconds is not None else 0.0,
+        latency_p50_ms=latencies[len(latencies) // 2],
+        latency_p95_ms=latencies[int(len(latencies) * 0.95)],
+        inferences_per_frame=int(per_frame.group(1)) if per_frame else 1,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="people-counter-bench", description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--realtime-seconds", type=float, default=30.0)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+
+    device = Config().model.device
+    figures: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="pc-bench-") as tmp, MosquittoBroker() as broker:
+        workdir = Path(tmp)
+        model_state = _model_state_dir(workdir)
+        xml = default_model_xml(model_state)
+        raw_rates: list[float] = []
+        counter_runs: list[CounterRun] = []
+        for i in range(args.repeats):
+            raw = measure_raw_throughput(xml, device, seconds=8.0)
+            raw_rates.append(float(raw["inferences_per_s"]))
+            run = run_counter(workdir, model_state, broker, realtime=False, seconds=None)
+            counter_runs.append(run)
+            print(
+                f"round {i + 1}: raw {raw_rates[-1]:.1f} inf/s; counter {run.fps:.1f} fps x "
+                f"{run.inferences_per_frame} inf/frame over {run.frames} frames",
+                flush=True,
+            )
+        per_frame = counter_runs[0].inferences_per_frame
+        ratios = [
+            r.fps * r.inferences_per_frame / raw for r, raw in zip(counter_runs, raw_rates, strict=True)
+        ]
+        realtime = run_counter(workdir, model_state, broker, realtime=True, seconds=args.realtime_seconds)
+        figures = {
+            "raw_inferences_per_s_median": statistics.median(raw_rates),
+            "counter_fps_median": statistics.median(r.fps for r in counter_runs),
+            "inferences_per_frame": per_frame,
+            "ratio_median": statistics.median(ratios),
+            "ratio_runs": [round(r, 3) for r in ratios],
+            "peak_rss_mb_max": max(r.peak_rss_mb for r in [*counter_runs, realtime]),
+            "latency_p50_ms_median": statistics.median(r.latency_p50_ms for r in counter_runs),
+            "latency_p95_ms_median": statistics.median(r.latency_p95_ms for r in counter_runs),
+            "realtime_latency_p50_ms": realtime.latency_p50_ms,
+            "realtime_latency_p95_ms": realtime.latency_p95_ms,
+            "realtime_cpu_core_fraction": realtime.cpu_core_fraction,
+        }
+    print()
+    print("counter benchmark (sample video, default model and settings)")
+    print(f"  model raw throughput        {figures['raw_inferences_per_s_median']:.1f} inferences/s (median)")
+    print(
+        f"  counter --no-realtime       {figures['counter_fps_median']:.1f} fps x {per_frame} inferences/frame"
+    )
+    print(f"  ratio (target >= 0.85)      {figures['ratio_median']:.3f}  runs: {figures['ratio_runs']}")
+    print(f"  peak RSS (target <= 300 MB) {figures['peak_rss_mb_max']:.0f} MB")
+    print(
+        f"  latency read->published     p50 {figures['latency_p50_ms_median']:.1f} ms, "
+        f"p95 {figures['latency_p95_ms_median']:.1f} ms (--no-realtime, queue wait included)"
+    )
+    print(
+        f"  at real time (10 fps)       CPU {100 * figures['realtime_cpu_core_fraction']:.0f}% of one core "
+        f"(target <= 50%); latency p50 {figures['realtime_latency_p50_ms']:.1f} ms, "
+        f"p95 {figures['realtime_latency_p95_ms']:.1f} ms"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
