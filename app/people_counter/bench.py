@@ -43,7 +43,7 @@ class CounterRun:
 
 def _write_config(workdir: Path, state_dir: Path, broker: MosquittoBroker, realtime: bool) -> Path:
     password_file = workdir / "mqtt-password"
-    password_file.write_text(broker.password_for("counter"))
+    password_file.write_text(broker.users["counter"])
     data = {
         "device_id": "bench",
         "state_dir": str(state_dir),

@@ -38,6 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         realtime=False if args.no_realtime else None,
         mqtt_enabled=not args.no_mqtt,
         max_frames=args.max_frames,
+        start_frame=args.start_frame,
     )
     return run(config, options)
 
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--no-realtime", action="store_true", help="process a file as fast as possible")
     run_p.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker")
     run_p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    run_p.add_argument("--start-frame", type=int, default=0, help="skip to this frame of a file (resume an analysis)")
     run_p.set_defaults(func=_cmd_run)
 
     check_p = sub.add_parser("check-config", help="validate a config file")

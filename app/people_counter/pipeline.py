@@ -44,6 +44,7 @@ class RunOptions:
     realtime: bool | None = None
     mqtt_enabled: bool = True
     max_frames: int | None = None
+    start_frame: int = 0
 
 
 class RateMeter:
@@ -102,6 +103,7 @@ class CountingLoop:
             realtime=realtime,
             reconnect_initial_s=config.input.reconnect_initial_s,
             reconnect_max_s=config.input.reconnect_max_s,
+            start_frame=options.start_frame,
         )
         self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1)
         self.counter = PeopleCounter(config.counting, self.reader.frame_size, totals)

@@ -101,6 +101,7 @@ class FrameReader:
         reconnect_initial_s: float,
         reconnect_max_s: float,
         queue_size: int = 4,
+        start_frame: int = 0,
     ) -> None:
         self.spec = spec
         self.loop = loop
@@ -114,6 +115,7 @@ class FrameReader:
         self.reconnects = 0
         self.frame_size: tuple[int, int] = (0, 0)
         self.fps: float = 0.0
+        self._start_frame = start_frame if spec.kind == "file" else 0
         self._capture = self._open_first()
 
     def _open_first(self) -> cv2.VideoCapture:
@@ -122,6 +124,11 @@ class FrameReader:
             capture.release()
             what = "not a video OpenCV can decode" if self.spec.kind == "file" else "cannot be opened"
             raise InputError(f"input {self.spec.label}: {what}")
+        for _ in range(self._start_frame):
+            # Decoding is exact where seeking is not (seek lands on key frames).
+            if not capture.grab():
+                capture.release()
+                raise InputError(f"input {self.spec.label}: has fewer than {self._start_frame} frames")
         ok, first = capture.read()
         if not ok or first is None:
             capture.release()
@@ -154,7 +161,7 @@ class FrameReader:
         return self.status == "ended" and self._queue.empty()
 
     def _run(self) -> None:
-        index = 0
+        index = self._start_frame
         period = 1.0 / self.fps
         started = time.time()
         while not self._stop.is_set():
