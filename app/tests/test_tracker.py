@@ -1,0 +1,408 @@
+"""The tracker on synthetic box sequences: gaps, occlusion, standing still, comebacks, false positives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pytest
+
+from people_counter.config import CountingConfig, TrackerConfig
+from people_counter.counting import PeopleCounter
+from people_counter.records import TrackerOutput
+from people_counter.tracker import BoxKalmanFilter, PersonTracker, iou_matrix, match_by_iou
+
+CFG = TrackerConfig()  # confirm_hits 3, max_gap_s 1.5, match_iou 0.2, high_score 0.5
+NO_BOXES = np.zeros((0, 5), dtype=np.float32)
+
+
+def person(cx: float, bottom: float, height: float = 150.0, score: float = 0.9) -> list[float]:
+    """A person-shaped box (width 0.4 of the height) standing at (cx, bottom)."""
+    width = 0.4 * height
+    return [cx - width / 2, bottom - height, cx + width / 2, bottom, score]
+
+
+def frame(*boxes: list[float]) -> np.ndarray:
+    return np.array(boxes, dtype=np.float32).reshape(-1, 5)
+
+
+def walk(
+    start_cx: float,
+    speed_px_s: float,
+    seconds: float,
+    fps: float,
+    missed_frames: Iterable[int] = (),
+    bottom: float = 400.0,
+) -> list[tuple[float, np.ndarray]]:
+    """One person walking sideways at a constant speed; the listed frame indices have no detection."""
+    missed = set(missed_frames)
+    frames = []
+    for i in range(round(seconds * fps)):
+        ts = 1000.0 + i / fps
+        boxes = NO_BOXES if i in missed else frame(person(start_cx + speed_px_s * (i / fps), bottom))
+        frames.append((ts, boxes))
+    return frames
+
+
+def run(tracker: PersonTracker, frames: Iterable[tuple[float, np.ndarray]]) -> list[TrackerOutput]:
+    return [tracker.update(boxes, ts) for ts, boxes in frames]
+
+
+def ids_seen(outputs: Iterable[TrackerOutput]) -> set[int]:
+    return {t.track_id for out in outputs for t in out.visible}
+
+
+def centre_x(box: tuple[float, float, float, float]) -> float:
+    return (box[0] + box[2]) / 2
+
+
+# --- the bug to beat: missed frames must not make a new person ------------------------------------
+
+
+@pytest.mark.parametrize("fps", [10.0, 25.0])
+@pytest.mark.parametrize(
+    "missed",
+    [[10], [10, 11], [10, 11, 12, 13, 14, 15], [8, 14, 15, 20, 26, 27]],
+    ids=["one", "two", "six-in-a-row", "scattered"],
+)
+def test_walking_person_with_missed_frames_keeps_one_id_and_total_one(fps: float, missed: list[int]) -> None:
+    tracker = PersonTracker(CFG)
+    counter = PeopleCounter(CountingConfig(), (768, 576))
+    outputs = []
+    for ts, boxes in walk(100.0, 80.0, 6.0, fps, missed):
+        out = tracker.update(boxes, ts)
+        counter.update(out)
+        outputs.append(out)
+    assert ids_seen(outputs) == {1}
+    assert counter.totals.total == 1
+    assert not any(out.ended for out in outputs)
+    # During the gap the person is still in view, bridged on the prediction.
+    for i in missed:
+        (bridged,) = outputs[i].visible
+        assert bridged.missed is True
+        expected_cx = 100.0 + 80.0 * (i / fps)
+        assert centre_x(bridged.box) == pytest.approx(expected_cx, abs=10.0)
+    assert outputs[-1].visible[0].missed is False
+    assert counter.count == 1
+
+
+def test_confirmation_after_confirm_hits_matched_frames() -> None:
+    tracker = PersonTracker(CFG)
+    outs = run(tracker, walk(100.0, 50.0, 0.5, 10.0))
+    assert [len(o.visible) for o in outs] == [0, 0, 1, 1, 1]
+    assert [t.track_id for t in outs[2].confirmed] == [1]
+    assert outs[2].visible[0].first_seen_ts == pytest.approx(1000.0)
+    assert all(not o.confirmed for i, o in enumerate(outs) if i != 2)
+
+
+def test_confirm_hits_of_one_confirms_on_first_sight() -> None:
+    tracker = PersonTracker(TrackerConfig(confirm_hits=1))
+    out = tracker.update(frame(person(200, 300)), 5.0)
+    assert [t.track_id for t in out.confirmed] == [1]
+
+
+def test_standing_person_keeps_one_id_through_jitter_and_misses() -> None:
+    rng = np.random.default_rng(7)
+    tracker = PersonTracker(CFG)
+    outputs = []
+    for i in range(600):  # a minute at 10 fps
+        ts = i / 10
+        if i % 17 in (5, 6):  # a two-frame miss now and then
+            boxes = NO_BOXES
+        else:
+            jitter = rng.normal(0.0, 3.0, size=4)
+            box = np.array(person(400, 450)[:4]) + jitter
+            boxes = frame([*box.tolist(), 0.8])
+        outputs.append(tracker.update(boxes, ts))
+    assert ids_seen(outputs) == {1}
+    final = outputs[-1].visible[0]
+    assert centre_x(final.box) == pytest.approx(400.0, abs=8.0)
+    assert final.box[3] == pytest.approx(450.0, abs=8.0)
+
+
+def test_person_leaving_and_coming_back_after_max_gap_is_a_new_person() -> None:
+    tracker = PersonTracker(CFG)
+    counter = PeopleCounter(CountingConfig(), (768, 576))
+    still = frame(person(300, 400))
+    outputs = []
+    for i in range(60):
+        ts = i / 10
+        # seen 0.0..1.9 s, gone 2.0..3.9 s (2 s > max_gap_s 1.5), back from 4.0 s
+        out = tracker.update(NO_BOXES if 20 <= i < 40 else still, ts)
+        counter.update(out)
+        outputs.append(out)
+    ended = [e for o in outputs for e in o.ended]
+    assert len(ended) == 1
+    assert ended[0].track_id == 1
+    assert ended[0].first_seen_ts == pytest.approx(0.0)
+    assert ended[0].last_seen_ts == pytest.approx(1.9)
+    ending_frame = next(i for i, o in enumerate(outputs) if o.ended)
+    assert outputs[ending_frame].ts == pytest.approx(3.5)  # first frame more than 1.5 s after 1.9
+    assert outputs[ending_frame - 1].visible[0].missed is True  # bridged until then
+    assert ids_seen(outputs[40:]) == {2}
+    assert counter.totals.total == 2
+    assert counter.totals.avg_duration_s == pytest.approx(1.9)
+
+
+def test_gap_just_within_max_gap_is_bridged() -> None:
+    tracker = PersonTracker(CFG)
+    still = frame(person(300, 400))
+    outputs = [tracker.update(NO_BOXES if 10 <= i < 24 else still, i / 10) for i in range(40)]
+    # last seen 0.9, back at 2.4: a 1.5 s gap, not more than max_gap_s
+    assert ids_seen(outputs) == {1}
+    assert not any(o.ended for o in outputs)
+
+
+@pytest.mark.parametrize("fps", [10.0, 25.0])
+def test_gap_rule_is_in_seconds_not_frames(fps: float) -> None:
+    def ids_after_gap(gap_s: float) -> set[int]:
+        tracker = PersonTracker(CFG)
+        still = frame(person(300, 400))
+        outs = []
+        for i in range(round(2 * fps)):
+            outs.append(tracker.update(still, i / fps))
+        back = 2.0 + gap_s
+        for i in range(round(fps)):
+            outs.append(tracker.update(still, back + i / fps))
+        return ids_seen(outs)
+
+    assert ids_after_gap(1.2) == {1}
+    assert ids_after_gap(1.8) == {1, 2}
+
+
+def test_spurious_one_frame_detection_is_never_confirmed() -> None:
+    tracker = PersonTracker(CFG)
+    outputs = [tracker.update(frame(person(500, 300)) if i == 3 else NO_BOXES, i / 10) for i in range(20)]
+    assert ids_seen(outputs) == set()
+    assert not any(o.confirmed or o.ended for o in outputs)
+    assert tracker.next_id == 1
+
+
+def test_flickering_false_positive_is_never_confirmed() -> None:
+    tracker = PersonTracker(CFG)
+    outputs = [tracker.update(frame(person(500, 300)) if i % 2 else NO_BOXES, i / 10) for i in range(40)]
+    assert ids_seen(outputs) == set()
+    assert tracker.next_id == 1
+
+
+def test_low_score_boxes_extend_a_track_but_never_start_one() -> None:
+    tracker = PersonTracker(CFG)
+    low_only = [tracker.update(frame(person(200, 400, score=0.4)), i / 10) for i in range(10)]
+    assert ids_seen(low_only) == set()
+
+    tracker = PersonTracker(CFG)
+    outs = []
+    for i in range(30):
+        score = 0.9 if i < 5 else 0.3  # e.g. the person is partly hidden after 0.5 s
+        outs.append(tracker.update(frame(person(200 + 5 * i, 400, score=score)), i / 10))
+    assert ids_seen(outs) == {1}
+    assert all(not t.missed for o in outs[5:] for t in o.visible)
+
+
+def test_two_people_crossing_paths_keep_their_ids_through_occlusion() -> None:
+    """A walks right, B walks left a little further back; B is hidden behind A while they overlap."""
+    rng = np.random.default_rng(3)
+    tracker = PersonTracker(CFG)
+    fps = 10.0
+    hidden_frames = 0
+    outputs = []
+    truth: list[tuple[float, float]] = []
+    for i in range(45):
+        t = i / fps
+        a_cx = 100.0 + 150.0 * t
+        b_cx = 650.0 - 150.0 * t
+        truth.append((a_cx, b_cx))
+        boxes = [person(a_cx, 420.0, 160.0)]
+        if abs(a_cx - b_cx) >= 80.0:
+            # B comes back with a low score at first, as a partly hidden person does
+            b_score = 0.35 if hidden_frames and abs(a_cx - b_cx) < 120.0 else 0.85
+            boxes.append(person(b_cx, 400.0, 140.0, score=b_score))
+        else:
+            hidden_frames += 1
+        noisy = np.array(boxes)
+        noisy[:, :4] += rng.normal(0.0, 2.0, size=(len(boxes), 4))
+        outputs.append(tracker.update(noisy.astype(np.float32), 1000.0 + t))
+    assert hidden_frames >= 5
+
+    first = outputs[5].visible
+    id_a = min(first, key=lambda p: abs(centre_x(p.box) - truth[5][0])).track_id
+    id_b = min(first, key=lambda p: abs(centre_x(p.box) - truth[5][1])).track_id
+    assert id_a != id_b
+    for out, (a_cx, b_cx) in zip(outputs[5:], truth[5:], strict=True):
+        by_id = {p.track_id: p for p in out.visible}
+        assert set(by_id) == {id_a, id_b}
+        assert centre_x(by_id[id_a].box) == pytest.approx(a_cx, abs=20.0)
+        assert centre_x(by_id[id_b].box) == pytest.approx(b_cx, abs=20.0)
+    assert tracker.next_id == 3
+
+
+def test_ids_start_at_first_id_and_are_never_reused() -> None:
+    tracker = PersonTracker(CFG, first_id=42)
+    still = frame(person(300, 400))
+    seen = []
+    for i in range(100):
+        # present 0-1 s, gone 2 s, present again: two people one after the other
+        out = tracker.update(NO_BOXES if 10 <= i < 30 or 45 <= i < 65 else still, i / 10)
+        seen.extend(t.track_id for t in out.confirmed)
+    assert seen == [42, 43, 44]
+    assert tracker.next_id == 45
+    with pytest.raises(ValueError):
+        PersonTracker(CFG, first_id=0)
+
+
+def test_end_all_ends_confirmed_tracks_and_drops_tentative_ones() -> None:
+    tracker = PersonTracker(CFG)
+    for i in range(10):
+        boxes = [person(200, 400)]
+        if i >= 8:
+            boxes.append(person(600, 400))  # seen twice: still tentative
+        tracker.update(frame(*boxes), i / 10)
+    out = tracker.end_all(1.05)
+    assert out.visible == ()
+    assert [(e.track_id, e.first_seen_ts, e.last_seen_ts) for e in out.ended] == [(1, 0.0, 0.9)]
+    assert tracker.end_all(2.0).ended == ()
+    # afterwards a new person gets a new id
+    outs = [tracker.update(frame(person(200, 400)), 3.0 + i / 10) for i in range(3)]
+    assert ids_seen(outs) == {2}
+
+
+def test_time_jump_forward_ends_old_tracks() -> None:
+    """An input that reconnects after 30 s: the people before are not assumed to be still there."""
+    tracker = PersonTracker(CFG)
+    still = frame(person(300, 400))
+    for i in range(10):
+        tracker.update(still, i / 10)
+    out = tracker.update(still, 30.0)
+    assert [(e.track_id, e.last_seen_ts) for e in out.ended] == [(1, 0.9)]
+    assert out.visible == ()
+    outs = [tracker.update(still, 30.0 + i / 10) for i in range(1, 4)]
+    assert ids_seen(outs) == {2}
+
+
+def test_time_going_backwards_ends_tracks_with_their_own_times() -> None:
+    tracker = PersonTracker(CFG)
+    still = frame(person(300, 400))
+    for i in range(10):
+        tracker.update(still, 100.0 + i / 10)
+    out = tracker.update(still, 5.0)
+    assert [(e.track_id, e.first_seen_ts, e.last_seen_ts) for e in out.ended] == [(1, 100.0, 100.9)]
+    assert all(e.duration_s >= 0 for e in out.ended)
+    outs = [tracker.update(still, 5.0 + i / 10) for i in range(1, 4)]
+    assert ids_seen(outs) == {2}
+
+
+def test_bridged_track_ends_once_predicted_out_of_the_frame() -> None:
+    tracker = PersonTracker(CFG, frame_size=(768, 576))
+    outputs = []
+    for i in range(30):
+        cx = 600.0 + 20.0 * i  # 200 px/s to the right; detections stop at the edge
+        boxes = frame(person(cx, 400)) if cx < 740 else NO_BOXES
+        outputs.append(tracker.update(boxes, i / 10))
+    end_frame = next(i for i, o in enumerate(outputs) if o.ended)
+    # last detected at frame 6 (cx 720); box half-width 30, so wholly out once cx > 798
+    assert end_frame == 10
+    assert outputs[end_frame].ended[0].last_seen_ts == pytest.approx(0.6)
+
+    # without the frame size the same track is bridged for max_gap_s
+    tracker = PersonTracker(CFG)
+    outputs = [tracker.update(frame(person(600 + 20 * i, 400)) if i <= 6 else NO_BOXES, i / 10) for i in range(30)]
+    ended_at = next(o.ts for o in outputs if o.ended)
+    assert 2.1 <= ended_at <= 2.2 + 1e-9  # the first frame more than 1.5 s after 0.6
+
+
+def test_degenerate_and_empty_inputs() -> None:
+    tracker = PersonTracker(CFG)
+    bad = frame([10, 10, 10, 50, 0.9], [10, 10, 50, 5, 0.9], [float("nan"), 0, 10, 10, 0.9])
+    outs = [tracker.update(bad, i / 10) for i in range(5)]
+    outs += [tracker.update(np.zeros((0,), dtype=np.float32), 1.0)]
+    assert ids_seen(outs) == set()
+    with pytest.raises(ValueError):
+        tracker.update(np.zeros((3, 4), dtype=np.float32), 2.0)
+    with pytest.raises(ValueError):
+        tracker.update(NO_BOXES, float("nan"))
+
+
+def test_random_walks_with_short_dropouts_never_make_more_ids_than_people() -> None:
+    """Property: people well apart, each wandering and missing 1-2 frames at random, keep one id each."""
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        fps = float(rng.choice([10.0, 25.0]))
+        people = int(rng.integers(1, 6))
+        lanes = np.linspace(80, 700, people)
+        cx = lanes.copy()
+        bottom = rng.uniform(250, 550, size=people)
+        vel = rng.normal(0.0, 40.0, size=(people, 2))
+        dropout_left = np.zeros(people, dtype=int)
+        tracker = PersonTracker(CFG)
+        outputs = []
+        for i in range(int(8 * fps)):
+            dt = 1.0 / fps
+            vel += rng.normal(0.0, 60.0 * np.sqrt(dt), size=(people, 2))
+            vel = np.clip(vel, -60.0, 60.0)
+            cx = np.clip(cx + vel[:, 0] * dt, lanes - 40, lanes + 40)  # stay in one's lane
+            bottom = np.clip(bottom + vel[:, 1] * dt, 200, 560)
+            boxes = []
+            for p in range(people):
+                if dropout_left[p] == 0 and rng.random() < 0.08:
+                    dropout_left[p] = int(rng.integers(1, 3))
+                if dropout_left[p] > 0:
+                    dropout_left[p] -= 1
+                    continue
+                box = np.array(person(cx[p], bottom[p], 150.0)) + np.r_[rng.normal(0, 3.0, 4), 0.0]
+                boxes.append(box.tolist())
+            outputs.append(tracker.update(frame(*boxes), i * dt))
+        assert len(ids_seen(outputs)) == people, f"seed {seed}"
+
+
+# --- the pieces ----------------------------------------------------------------------------------
+
+
+def test_kalman_prediction_does_not_depend_on_the_step_size() -> None:
+    one, two = BoxKalmanFilter(capacity=2), BoxKalmanFilter(capacity=2)
+    box = np.array([100.0, 100.0, 140.0, 200.0])
+    for f in (one, two):
+        slot = f.add(box)
+        for k in range(1, 4):
+            moved = box + np.array([10.0 * k, 0, 10.0 * k, 0])
+            f.predict(0.1)
+            f.update(np.array([slot]), moved[None, :])
+    one.predict(0.4)
+    for _ in range(4):
+        two.predict(0.1)
+    np.testing.assert_allclose(one.boxes(np.array([0])), two.boxes(np.array([0])), rtol=1e-9)
+    np.testing.assert_allclose(one._p_pp, two._p_pp, rtol=1e-9)
+
+
+def test_kalman_learns_a_constant_velocity() -> None:
+    kf = BoxKalmanFilter(capacity=1)
+    slot = kf.add(np.array([0.0, 0.0, 40.0, 100.0]))
+    for k in range(1, 20):
+        kf.predict(0.1)
+        kf.update(np.array([slot]), np.array([[5.0 * k, 0.0, 40.0 + 5.0 * k, 100.0]]))
+    kf.predict(1.0)  # one second ahead: about 50 px further
+    x1 = kf.boxes(np.array([slot]))[0, 0]
+    assert x1 == pytest.approx(95.0 + 50.0, abs=3.0)
+
+
+def test_kalman_filter_grows_and_reuses_slots() -> None:
+    kf = BoxKalmanFilter(capacity=2)
+    slots = [kf.add(np.array([0.0, 0.0, 10.0, 20.0])) for _ in range(5)]
+    assert sorted(slots) == [0, 1, 2, 3, 4]
+    assert kf.capacity == 8
+    kf.remove(slots[1])
+    assert kf.add(np.array([0.0, 0.0, 10.0, 20.0])) == slots[1]
+    assert kf.capacity == 8
+
+
+def test_iou_and_gated_assignment() -> None:
+    a = np.array([[0.0, 0.0, 10.0, 10.0], [100.0, 100.0, 110.0, 110.0]])
+    b = np.array([[5.0, 0.0, 15.0, 10.0], [0.0, 0.0, 10.0, 10.0], [300.0, 300.0, 310.0, 310.0]])
+    iou = iou_matrix(a, b)
+    assert iou[0, 0] == pytest.approx(50.0 / 150.0)
+    assert iou[0, 1] == pytest.approx(1.0)
+    assert iou[1].tolist() == [0.0, 0.0, 0.0]
+    pairs, rows, cols = match_by_iou(a, b, 0.2)
+    assert pairs == [(0, 1)]
+    assert rows == [1]
+    assert cols == [0, 2]
+    assert match_by_iou(a, np.zeros((0, 4)), 0.2) == ([], [0, 1], [])
