@@ -183,9 +183,7 @@ class PeopleCounter:
     persisted one to continue after a restart.
     """
 
-    def __init__(
-        self, cfg: CountingConfig, frame_size: tuple[int, int], totals: Totals | None = None
-    ) -> None:
+    def __init__(self, cfg: CountingConfig, frame_size: tuple[int, int], totals: Totals | None = None) -> None:
         self._cfg = cfg
         self.totals = totals if totals is not None else Totals()
         self.line = CountingLine(cfg.line, frame_size)
@@ -245,9 +243,7 @@ class PeopleCounter:
 
         for ended in tracks.ended:
             duration = self.dwell.finish(ended)
-            events.append(
-                PersonEvent(type="exit", track_id=ended.track_id, ts=ended.last_seen_ts, duration_s=duration)
-            )
+            events.append(PersonEvent(type="exit", track_id=ended.track_id, ts=ended.last_seen_ts, duration_s=duration))
             self.line.forget(ended.track_id)
             self._loitering_alerted.discard(ended.track_id)
 

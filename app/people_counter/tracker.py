@@ -236,9 +236,7 @@ class PersonTracker:
     entirely: the person walked out, and bridging would only keep a ghost in the count.
     """
 
-    def __init__(
-        self, cfg: TrackerConfig, first_id: int = 1, frame_size: tuple[int, int] | None = None
-    ) -> None:
+    def __init__(self, cfg: TrackerConfig, first_id: int = 1, frame_size: tuple[int, int] | None = None) -> None:
         if first_id < 1:
             raise ValueError("first_id must be at least 1")
         self._cfg = cfg
