@@ -1,0 +1,233 @@
+"""The counter's side of the frame hand-off to the encoder: never blocks the counting loop.
+
+The counter listens on a Unix stream socket (stream.socket_path, in /run/people-counter);
+the encoder (`people-counter-stream`) connects to it. A background thread owns the
+socket: the counting thread only hands a frame reference over. When no encoder is
+connected, or the writer is still busy with an earlier frame (the encoder is slow or
+SIGSTOPped), the offered frame is dropped at once and counted.
+
+Wire format, self-describing so that the encoder needs no duplicated settings:
+
+    stream header, once per connection and again never (a size change reconnects):
+        b"PCFS1 " + JSON {"width", "height", "pix_fmt": "bgr24", "fps"} + b"\\n"
+    then for each frame: FRAME_HEADER (magic b"PCFR", payload length u32, sequence u64,
+        wall-clock time f64 at offer(), little-endian) followed by width*height*3 bytes.
+
+A frame is written whole or the connection is closed: the reader discards a frame cut
+short by EOF, so no partial frame ever reaches ffmpeg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import socket
+import stat
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+STREAM_MAGIC = b"PCFS1 "
+FRAME_MAGIC = b"PCFR"
+FRAME_HEADER = struct.Struct("<4sIQd")
+MAX_HEADER_LINE = 4096
+_POLL_S = 0.2
+_SOCKET_MODE = 0o660  # the stream service's user reaches it through the shared group
+
+Frame = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHeader:
+    width: int
+    height: int
+    fps: float
+    pix_fmt: str = "bgr24"
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.width * self.height * 3
+
+    def encode(self) -> bytes:
+        body = {"width": self.width, "height": self.height, "pix_fmt": self.pix_fmt, "fps": self.fps}
+        return STREAM_MAGIC + json.dumps(body).encode() + b"\n"
+
+    @classmethod
+    def decode(cls, line: bytes) -> StreamHeader:
+        if not line.startswith(STREAM_MAGIC) or not line.endswith(b"\n"):
+            raise ValueError("not a people-counter frame stream")
+        data = json.loads(line[len(STREAM_MAGIC) :])
+        header = cls(int(data["width"]), int(data["height"]), float(data["fps"]), str(data["pix_fmt"]))
+        if header.pix_fmt != "bgr24" or header.width <= 0 or header.height <= 0 or header.fps <= 0:
+            raise ValueError(f"unsupported frame stream {data}")
+        return header
+
+
+class FrameSink:
+    """Hands annotated frames to the encoder; `offer` never blocks.
+
+    The sink keeps a reference to each offered frame until it is written: the caller
+    must not modify a frame after offering it (annotate_frame returns a fresh array).
+    """
+
+    def __init__(self, socket_path: Path, fps_hint: float) -> None:
+        self.socket_path = Path(socket_path)
+        self.fps_hint = float(fps_hint)
+        self.sent = 0
+        self.dropped = 0
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._pending: tuple[Frame, int, float] | None = None
+        self._busy = False
+        self._client: socket.socket | None = None
+        self._closing = False
+        self._listener = self._listen()
+        self._thread = threading.Thread(target=self._run, name="frame-sink", daemon=True)
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    def offer(self, frame_bgr: Frame) -> bool:
+        """Hand one BGR frame over; False (and a drop counted) when it cannot be sent now."""
+        with self._lock:
+            self._seq += 1
+            if self._client is None or self._busy or self._closing:
+                self.dropped += 1
+                return False
+            self._pending = (frame_bgr, self._seq, time.time())
+            self._busy = True
+            self._wake.notify()
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join(timeout=5)
+        self._listener.close()
+        with contextlib.suppress(OSError):
+            if self.socket_path.is_socket():
+                self.socket_path.unlink()
+
+    def __enter__(self) -> FrameSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _listen(self) -> socket.socket:
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        # A socket left by a killed counter refuses connections; replace it, but never
+        # delete something that is not a socket (a mistyped path in the config).
+        try:
+            if stat.S_ISSOCK(self.socket_path.lstat().st_mode):
+                self.socket_path.unlink()
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.socket_path))
+        os.chmod(self.socket_path, _SOCKET_MODE)
+        listener.listen(2)
+        listener.setblocking(False)
+        return listener
+
+    def _run(self) -> None:
+        header_sent_for: tuple[int, int] | None = None
+        while True:
+            with self._lock:
+                if self._pending is None and not self._closing:
+                    self._wake.wait(timeout=_POLL_S)
+                if self._closing:
+                    break
+                item = self._pending
+                self._pending = None
+            self._accept_waiting()
+            if item is None:
+                continue
+            frame, seq, ts = item
+            client = self._client
+            try:
+                if client is not None:
+                    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+                    shape = (frame.shape[1], frame.shape[0])
+                    if header_sent_for is not None and header_sent_for != shape:
+                        # The encoder was started for another size: make it start anew.
+                        raise ConnectionResetError("frame size changed")
+                    if header_sent_for is None:
+                        header = StreamHeader(shape[0], shape[1], self.fps_hint)
+                        self._send_all(client, header.encode())
+                        header_sent_for = shape
+                    data = memoryview(frame).cast("B")
+                    self._send_all(client, FRAME_HEADER.pack(FRAME_MAGIC, len(data), seq, ts))
+                    self._send_all(client, data)
+                    self.sent += 1
+            except (OSError, _Closing) as error:
+                if not isinstance(error, _Closing):
+                    log.info("encoder disconnected: %s", error)
+                self._drop_client()
+                header_sent_for = None
+                with self._lock:
+                    self.dropped += 1
+            finally:
+                with self._lock:
+                    self._busy = False
+            if self._client is None:
+                header_sent_for = None
+        self._drop_client()
+
+    def _accept_waiting(self) -> None:
+        """Take the newest waiting encoder; a newer one replaces a connected one (it restarted)."""
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.warning("frame socket accept failed: %s", error)
+                return
+            conn.setblocking(False)
+            if self._client is not None:
+                log.info("a new encoder connected: replacing the previous connection")
+            self._drop_client()
+            with self._lock:
+                self._client = conn
+
+    def _drop_client(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _send_all(self, client: socket.socket, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            if self._closing:
+                raise _Closing
+            try:
+                n = client.send(view)
+            except (BlockingIOError, InterruptedError):
+                # The encoder is slow or stopped: wait without a deadline (the frame must
+                # go whole), but wake up regularly to honour close(), and give up on this
+                # connection when a new encoder connects (the stuck one was restarted).
+                readable, _, _ = select.select([self._listener], [client], [], _POLL_S)
+                if readable:
+                    raise ConnectionResetError("replaced by a new encoder connection")
+                continue
+            view = view[n:]
+
+
+class _Closing(Exception):
+    """close() was called while a frame was in flight."""

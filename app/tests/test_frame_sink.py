@@ -1,0 +1,205 @@
+"""FrameSink: the counter's hand-off never blocks, and frames arrive whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from people_counter.frame_sink import FRAME_HEADER, FRAME_MAGIC, FrameSink, StreamHeader
+
+# A separate process plays the encoder, so that it can be SIGSTOPped like the real one.
+# It checks every frame it reads (magic, length, every byte equal to seq % 251) and
+# reports one JSON line per frame.
+READER = r"""
+import json, socket, struct, sys
+hdr = struct.Struct("<4sIQd")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+f = s.makefile("rb", buffering=1 << 20)
+line = f.readline()
+print(json.dumps({"header": line.decode()}), flush=True)
+while True:
+    h = f.read(hdr.size)
+    if len(h) < hdr.size:
+        break
+    magic, n, seq, ts = hdr.unpack(h)
+    data = f.read(n)
+    if len(data) < n:
+        break
+    whole = magic == b"PCFR" and data.count(bytes([seq % 251])) == n
+    print(json.dumps({"seq": seq, "whole": whole}), flush=True)
+"""
+
+W, H = 768, 576
+
+
+def frame(seq: int) -> np.ndarray:
+    return np.full((H, W, 3), seq % 251, dtype=np.uint8)
+
+
+@pytest.fixture
+def sock_path(tmp_path: Path) -> Path:
+    return tmp_path / "run" / "frames.sock"
+
+
+def start_reader(path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", READER, str(path)], stdout=subprocess.PIPE, text=True, bufsize=1)
+
+
+def wait_connected(sink: FrameSink, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not sink.connected:
+        # Offers also wake the writer thread, which accepts the waiting encoder.
+        sink.offer(frame(0))
+        assert time.monotonic() < deadline, "the reader never connected"
+        time.sleep(0.02)
+
+
+def offer_loop(sink: FrameSink, seconds: float, fps: float) -> tuple[list[float], int, int]:
+    """Offer numbered frames at `fps`; return each offer's duration and the accepted/refused counts."""
+    durations: list[float] = []
+    accepted = refused = 0
+    seq = sink._seq  # the sink numbers frames itself; match the pixel value to it
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        seq += 1
+        f = frame(seq)
+        t0 = time.perf_counter()
+        ok = sink.offer(f)
+        durations.append(time.perf_counter() - t0)
+        accepted += ok
+        refused += not ok
+        time.sleep(1.0 / fps)
+    return durations, accepted, refused
+
+
+def read_lines(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
+    assert proc.stdout is not None
+    return [json.loads(line) for line in proc.stdout]
+
+
+def test_no_encoder_offer_is_instant_and_counts_drops(sock_path: Path) -> None:
+    with FrameSink(sock_path, 10.0) as sink:
+        assert sock_path.is_socket()
+        assert oct(sock_path.stat().st_mode & 0o777) == oct(0o660)
+        durations, accepted, refused = offer_loop(sink, 0.3, 200)
+        assert accepted == 0
+        assert sink.dropped == refused > 20
+        assert max(durations) < 0.005
+    assert not sock_path.exists()
+
+
+def test_frames_arrive_whole_with_a_self_describing_header(sock_path: Path) -> None:
+    with FrameSink(sock_path, 12.5) as sink:
+        reader = start_reader(sock_path)
+        try:
+            wait_connected(sink)
+            offer_loop(sink, 0.5, 20)
+        finally:
+            time.sleep(0.2)
+            sink.close()
+            lines = read_lines(reader)
+            reader.wait(5)
+    header = StreamHeader.decode(str(lines[0]["header"]).encode())
+    assert (header.width, header.height, header.fps, header.pix_fmt) == (W, H, 12.5, "bgr24")
+    frames = lines[1:]
+    assert len(frames) >= 5
+    assert all(f["whole"] for f in frames)
+    seqs = [int(f["seq"]) for f in frames]  # type: ignore[call-overload]
+    assert seqs == sorted(seqs)
+    assert sink.sent == len(frames)
+
+
+def test_stopped_encoder_never_blocks_and_resumes(sock_path: Path) -> None:
+    with FrameSink(sock_path, 30.0) as sink:
+        reader = start_reader(sock_path)
+        try:
+            wait_connected(sink)
+            offer_loop(sink, 0.3, 30)
+            sent_before = sink.sent
+            assert sent_before > 3
+            os.kill(reader.pid, signal.SIGSTOP)
+            try:
+                # 1.3 MB frames fill the socket buffer at once: from here on all are dropped.
+                durations, _accepted, refused = offer_loop(sink, 1.5, 50)
+            finally:
+                os.kill(reader.pid, signal.SIGCONT)
+            assert max(durations) < 0.005, f"offer() blocked for {max(durations) * 1000:.1f} ms"
+            assert refused > 40
+            assert sink.sent <= sent_before + 2
+            # Resumed: frames flow again, by themselves.
+            offer_loop(sink, 0.8, 30)
+            assert sink.sent > sent_before + 10
+        finally:
+            sink.close()
+            lines = read_lines(reader)
+            reader.wait(5)
+    frames = lines[1:]
+    assert frames and all(f["whole"] for f in frames)
+
+
+def test_encoder_restart_gets_a_fresh_header(sock_path: Path) -> None:
+    with FrameSink(sock_path, 10.0) as sink:
+        first = start_reader(sock_path)
+        wait_connected(sink)
+        offer_loop(sink, 0.3, 20)
+        first.kill()
+        first.wait()
+        second = start_reader(sock_path)
+        try:
+            deadline = time.monotonic() + 5
+            sent = sink.sent
+            while sink.sent < sent + 3:
+                offer_loop(sink, 0.1, 20)
+                assert time.monotonic() < deadline, "frames did not resume for a new encoder"
+        finally:
+            sink.close()
+            lines = read_lines(second)
+            second.wait(5)
+    assert "header" in lines[0]
+    assert all(f["whole"] for f in lines[1:])
+
+
+def test_size_change_restarts_the_stream(sock_path: Path) -> None:
+    with FrameSink(sock_path, 10.0) as sink:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(sock_path))
+        stream = client.makefile("rb")
+        wait_connected(sink)
+        assert sink.offer(frame(1))
+        assert StreamHeader.decode(stream.readline()).width == W
+        magic, n, *_ = FRAME_HEADER.unpack(stream.read(FRAME_HEADER.size))
+        assert magic == FRAME_MAGIC
+        stream.read(n)
+        time.sleep(0.05)
+        assert sink.offer(np.zeros((120, 160, 3), np.uint8))
+        time.sleep(0.3)
+        rest = stream.read()
+        # The old connection ends without a partial frame for the new size.
+        assert len(rest) % (FRAME_HEADER.size + W * H * 3) == 0
+        client.close()
+
+
+def test_close_is_prompt_with_a_stopped_encoder(sock_path: Path) -> None:
+    sink = FrameSink(sock_path, 10.0)
+    reader = start_reader(sock_path)
+    try:
+        wait_connected(sink)
+        os.kill(reader.pid, signal.SIGSTOP)
+        offer_loop(sink, 0.3, 20)
+        t0 = time.monotonic()
+        sink.close()
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        os.kill(reader.pid, signal.SIGCONT)
+        reader.kill()
+        reader.wait()
