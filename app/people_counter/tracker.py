@@ -146,6 +146,10 @@ class BoxKalmanFilter:
         """The current estimate of the given slots as (K, 4) x1, y1, x2, y2."""
         return _cxcywh_to_xyxy(self._pos[slots])
 
+    def all_boxes(self) -> FloatArray:
+        """The current estimate of every slot, indexed by slot (free slots are zero-sized boxes)."""
+        return _cxcywh_to_xyxy(self._pos)
+
     def _grow(self) -> None:
         old = self.capacity
         new = old * 2
@@ -160,26 +164,29 @@ class BoxKalmanFilter:
 
 
 def _xyxy_to_cxcywh(boxes: FloatArray) -> FloatArray:
-    x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
-    return np.stack([(x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1], axis=-1)
+    out = np.empty_like(boxes)
+    out[..., 2:] = boxes[..., 2:] - boxes[..., :2]
+    out[..., :2] = boxes[..., :2] + 0.5 * out[..., 2:]
+    return out
 
 
 def _cxcywh_to_xyxy(state: FloatArray) -> FloatArray:
-    cx, cy = state[..., 0], state[..., 1]
-    half_w, half_h = state[..., 2] * 0.5, state[..., 3] * 0.5
-    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
+    out = np.empty_like(state)
+    half = 0.5 * state[..., 2:]
+    out[..., :2] = state[..., :2] - half
+    out[..., 2:] = state[..., :2] + half
+    return out
 
 
 def iou_matrix(boxes_a: FloatArray, boxes_b: FloatArray) -> FloatArray:
     """Pairwise intersection over union of (A, 4) and (B, 4) x1, y1, x2, y2 boxes."""
-    ix1 = np.maximum(boxes_a[:, None, 0], boxes_b[None, :, 0])
-    iy1 = np.maximum(boxes_a[:, None, 1], boxes_b[None, :, 1])
-    ix2 = np.minimum(boxes_a[:, None, 2], boxes_b[None, :, 2])
-    iy2 = np.minimum(boxes_a[:, None, 3], boxes_b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0.0, None) * np.clip(iy2 - iy1, 0.0, None)
-    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])
-    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
+    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    overlap = np.maximum(bottom_right - top_left, 0.0)
+    inter = overlap[..., 0] * overlap[..., 1]
+    size_a = boxes_a[:, 2:] - boxes_a[:, :2]
+    size_b = boxes_b[:, 2:] - boxes_b[:, :2]
+    union = (size_a[:, 0] * size_a[:, 1])[:, None] + (size_b[:, 0] * size_b[:, 1])[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
 
 
@@ -272,6 +279,7 @@ class PersonTracker:
         stale = [t for t in self._tracks if ts - t.last_seen_ts > self._cfg.max_gap_s]
         ended.extend(self._end_tracks(stale))
         self._filter.predict(dt)
+        predicted = self._filter.all_boxes()
 
         det_boxes, det_scores = _split_boxes(boxes)
         high = np.flatnonzero(det_scores >= self._cfg.high_score)
@@ -283,7 +291,7 @@ class PersonTracker:
 
         # Stage 1: high-score boxes to all confirmed tracks, bridged ones included.
         pairs, rest_confirmed, rest_high = match_by_iou(
-            self._predicted(confirmed), det_boxes[high], self._cfg.match_iou
+            _boxes_of(confirmed, predicted), det_boxes[high], self._cfg.match_iou
         )
         matched.extend((confirmed[r], int(high[c])) for r, c in pairs)
         rest_confirmed_tracks = [confirmed[r] for r in rest_confirmed]
@@ -291,7 +299,7 @@ class PersonTracker:
 
         # Stage 2: low-score boxes, only to the confirmed tracks still unmatched.
         pairs, still_unmatched, _ = match_by_iou(
-            self._predicted(rest_confirmed_tracks),
+            _boxes_of(rest_confirmed_tracks, predicted),
             det_boxes[low],
             max(self._cfg.match_iou, _LOW_SCORE_MATCH_IOU),
         )
@@ -299,7 +307,7 @@ class PersonTracker:
 
         # Stage 3: leftover high-score boxes to tentative tracks.
         pairs, unmatched_tentative, new_high = match_by_iou(
-            self._predicted(tentative), det_boxes[rest_high_idx], self._cfg.match_iou
+            _boxes_of(tentative, predicted), det_boxes[rest_high_idx], self._cfg.match_iou
         )
         matched.extend((tentative[r], int(rest_high_idx[c])) for r, c in pairs)
 
@@ -328,10 +336,11 @@ class PersonTracker:
             if self._cfg.confirm_hits <= 1:
                 newly_confirmed.append(self._confirm(track))
 
+        estimate = self._filter.all_boxes()
         if self._frame_size is not None:
-            ended.extend(self._end_tracks(self._left_the_frame()))
+            ended.extend(self._end_tracks(self._left_the_frame(estimate)))
 
-        visible = self._visible()
+        visible = self._visible(estimate)
         by_id = {p.track_id: p for p in visible}
         return TrackerOutput(
             ts=ts,
@@ -351,17 +360,11 @@ class PersonTracker:
         self._next_id += 1
         return track
 
-    def _predicted(self, tracks: list[_LiveTrack]) -> FloatArray:
-        if not tracks:
-            return _NO_BOXES
-        slots = np.fromiter((t.slot for t in tracks), dtype=np.intp, count=len(tracks))
-        return self._filter.boxes(slots)
-
-    def _visible(self) -> tuple[PersonTrack, ...]:
+    def _visible(self, estimate: FloatArray) -> tuple[PersonTrack, ...]:
         confirmed = [t for t in self._tracks if t.confirmed]
         if not confirmed:
             return ()
-        boxes = self._predicted(confirmed).tolist()
+        boxes = _boxes_of(confirmed, estimate).tolist()
         return tuple(
             PersonTrack(
                 track_id=t.track_id,
@@ -372,13 +375,13 @@ class PersonTracker:
             for t, box in zip(confirmed, boxes, strict=True)
         )
 
-    def _left_the_frame(self) -> list[_LiveTrack]:
+    def _left_the_frame(self, estimate: FloatArray) -> list[_LiveTrack]:
         assert self._frame_size is not None
         width, height = self._frame_size
         missed = [t for t in self._tracks if t.missed]
         if not missed:
             return []
-        boxes = self._predicted(missed)
+        boxes = _boxes_of(missed, estimate)
         gone = (boxes[:, 0] >= width) | (boxes[:, 2] <= 0) | (boxes[:, 1] >= height) | (boxes[:, 3] <= 0)
         return [t for t, out in zip(missed, gone.tolist(), strict=True) if out]
 
@@ -395,6 +398,13 @@ class PersonTracker:
     def _drop(self, track: _LiveTrack) -> None:
         self._filter.remove(track.slot)
         self._tracks.remove(track)
+
+
+def _boxes_of(tracks: list[_LiveTrack], all_boxes: FloatArray) -> FloatArray:
+    """The rows of `all_boxes` (indexed by filter slot) that belong to `tracks`, in their order."""
+    if not tracks:
+        return _NO_BOXES
+    return all_boxes[np.fromiter((t.slot for t in tracks), dtype=np.intp, count=len(tracks))]
 
 
 def _split_boxes(boxes: BoxArray) -> tuple[FloatArray, FloatArray]:
