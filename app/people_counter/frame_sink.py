@@ -224,7 +224,7 @@ class FrameSink:
                 # connection when a new encoder connects (the stuck one was restarted).
                 readable, _, _ = select.select([self._listener], [client], [], _POLL_S)
                 if readable:
-                    raise ConnectionResetError("replaced by a new encoder connection")
+                    raise ConnectionResetError("replaced by a new encoder connection") from None
                 continue
             view = view[n:]
 
