@@ -14,8 +14,10 @@ late frame does not age a track faster.
 
 Life cycle:
   * tentative: born from an unmatched high-score box; it has no id and is never reported. It dies
-    on its first unmatched frame, so a one-frame false positive, or one that flickers, never counts.
-    A real person missed while tentative simply starts again a frame later; nothing was counted yet.
+    when unmatched for more than `TENTATIVE_MAX_GAP_S` (or `max_gap_s` if smaller), so a one-frame
+    false positive, or one that blinks now and then, never counts. The short grace exists because
+    the detector misses real people often (a third of them in the sample video): with no grace at
+    all a single miss would restart a newcomer's confirmation, and some would never be counted.
   * confirmed: after `confirm_hits` matched frames. Only now does it get an id, so ids are not
     burnt by false positives and stay monotonic in confirmation order, never reused.
   * bridged: a confirmed track that is unmatched keeps its predicted box (`missed=True`) for up to
@@ -53,6 +55,9 @@ _INITIAL_VELOCITY_STD = np.array([1.0, 1.0, 0.2, 0.2])
 _LOW_SCORE_MATCH_IOU = 0.5
 """Gate of the second stage. Low-score boxes are often false positives, so they may only extend a
 track they overlap well; a weaker overlap leaves the track bridging on its prediction instead."""
+
+TENTATIVE_MAX_GAP_S = 0.25
+"""How long a not yet confirmed track may go undetected: one missed frame at 10 fps, five at 25 fps."""
 
 _GATED_COST = 1e6
 _MIN_SIZE_PX = 1.0
@@ -276,7 +281,10 @@ class PersonTracker:
 
         # Tracks gone for too long end before association: after a long pause in the input (a
         # reconnect) nobody is assumed to be still the same person.
-        stale = [t for t in self._tracks if ts - t.last_seen_ts > self._cfg.max_gap_s]
+        tentative_gap_s = min(TENTATIVE_MAX_GAP_S, self._cfg.max_gap_s)
+        stale = [
+            t for t in self._tracks if ts - t.last_seen_ts > (self._cfg.max_gap_s if t.confirmed else tentative_gap_s)
+        ]
         ended.extend(self._end_tracks(stale))
         self._filter.predict(dt)
         predicted = self._filter.all_boxes()
@@ -306,7 +314,7 @@ class PersonTracker:
         matched.extend((rest_confirmed_tracks[r], int(low[c])) for r, c in pairs)
 
         # Stage 3: leftover high-score boxes to tentative tracks.
-        pairs, unmatched_tentative, new_high = match_by_iou(
+        pairs, _, new_high = match_by_iou(
             _boxes_of(tentative, predicted), det_boxes[rest_high_idx], self._cfg.match_iou
         )
         matched.extend((tentative[r], int(rest_high_idx[c])) for r, c in pairs)
@@ -325,9 +333,6 @@ class PersonTracker:
                 newly_confirmed.append(self._confirm(track))
         for r in still_unmatched:
             rest_confirmed_tracks[r].missed = True
-        # A tentative track dies on its first miss (see the module doc); it never counted.
-        for r in unmatched_tentative:
-            self._drop(tentative[r])
 
         for c in new_high:
             row = int(rest_high_idx[c])

@@ -178,11 +178,23 @@ def test_spurious_one_frame_detection_is_never_confirmed() -> None:
     assert tracker.next_id == 1
 
 
-def test_flickering_false_positive_is_never_confirmed() -> None:
+@pytest.mark.parametrize(("fps", "every"), [(10.0, 3), (25.0, 8)])
+def test_blinking_false_positive_is_never_confirmed(fps: float, every: int) -> None:
+    """A false box that shows up for one frame every 0.3 s or so: each sighting dies alone."""
     tracker = PersonTracker(CFG)
-    outputs = [tracker.update(frame(person(500, 300)) if i % 2 else NO_BOXES, i / 10) for i in range(40)]
+    outputs = [
+        tracker.update(frame(person(500, 300)) if i % every == 0 else NO_BOXES, i / fps) for i in range(int(5 * fps))
+    ]
     assert ids_seen(outputs) == set()
     assert tracker.next_id == 1
+
+
+def test_newcomer_missed_once_while_tentative_still_confirms_on_the_third_hit() -> None:
+    tracker = PersonTracker(CFG)
+    outs = run(tracker, walk(100.0, 50.0, 1.0, 10.0, missed_frames=[2]))
+    assert [len(o.confirmed) for o in outs[:5]] == [0, 0, 0, 1, 0]
+    assert outs[3].confirmed[0].first_seen_ts == pytest.approx(1000.0)
+    assert ids_seen(outs) == {1}
 
 
 def test_low_score_boxes_extend_a_track_but_never_start_one() -> None:
