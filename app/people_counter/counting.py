@@ -100,10 +100,15 @@ class CountingLine:
     def __init__(self, line: tuple[Point, Point], frame_size: tuple[int, int]) -> None:
         self._normalised = line
         self._settled: dict[int, _LineSide] = {}
+        self._frame_size = frame_size
         self.p1: Point = (0.0, 0.0)
         self.p2: Point = (0.0, 0.0)
         self._length = 1.0
         self.set_frame_size(frame_size)
+
+    @property
+    def normalised(self) -> tuple[Point, Point]:
+        return self._normalised
 
     def set_frame_size(self, frame_size: tuple[int, int]) -> None:
         width, height = frame_size
@@ -113,8 +118,14 @@ class CountingLine:
         self.p1 = (ax * width, ay * height)
         self.p2 = (bx * width, by * height)
         self._length = max(((self.p2[0] - self.p1[0]) ** 2 + (self.p2[1] - self.p1[1]) ** 2) ** 0.5, 1e-9)
-        # Settled points were in the old pixel space; start each track afresh.
+        self._frame_size = frame_size
+        # Settled points were in the old pixel space, or relative to the old line; start afresh.
         self._settled.clear()
+
+    def set_line(self, line: tuple[Point, Point]) -> None:
+        if line != self._normalised:
+            self._normalised = line
+            self.set_frame_size(self._frame_size)
 
     def observe(self, track_id: int, box: Box) -> str | None:
         """Feed one detected box; returns "in" or "out" when this observation completes a crossing."""
@@ -201,8 +212,25 @@ class PeopleCounter:
     def visible(self) -> tuple[PersonTrack, ...]:
         return self._visible
 
+    @property
+    def line_px(self) -> tuple[Point, Point]:
+        """The counting line in pixels, p1 then p2, for drawing (its right side is "in")."""
+        return (self.line.p1, self.line.p2)
+
     def set_frame_size(self, frame_size: tuple[int, int]) -> None:
         self.line.set_frame_size(frame_size)
+
+    def reconfigure(self, cfg: CountingConfig) -> None:
+        """Apply a reloaded config without losing counts (SIGHUP).
+
+        Totals, the people in view and the loitering alerts already sent stay. A moved line forgets
+        which side each person was on, so nobody is counted across a line they never crossed. The
+        running occupancy episode keeps its start under the new thresholds.
+        """
+        self._cfg = cfg
+        self.line.set_line(cfg.line)
+        self._occupancy.maximum = cfg.occupancy_max
+        self._occupancy.hold_s = cfg.occupancy_s
 
     def dwell_s(self, track: PersonTrack, ts: float) -> float:
         return self.dwell.so_far(track, ts)

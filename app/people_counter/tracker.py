@@ -266,6 +266,10 @@ class PersonTracker:
     def set_frame_size(self, frame_size: tuple[int, int] | None) -> None:
         self._frame_size = frame_size
 
+    def reconfigure(self, cfg: TrackerConfig) -> None:
+        """Apply a reloaded config (SIGHUP); live tracks and their ids carry on under the new rules."""
+        self._cfg = cfg
+
     def update(self, boxes: BoxArray, ts: float) -> TrackerOutput:
         """Take one frame's detections, (N, 5) x1, y1, x2, y2, score in pixels, seen at `ts` seconds."""
         if not math.isfinite(ts):

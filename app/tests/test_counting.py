@@ -310,3 +310,28 @@ def test_tracker_and_counter_person_missed_at_the_line_is_counted_once() -> None
     events = [(e.type, e.track_id) for r in results for e in r.events]
     assert events == [("enter", 1), ("exit", 1)]
     assert counter.totals.dwell_count == 1
+
+
+def test_line_px_is_the_line_in_pixels() -> None:
+    counter = PeopleCounter(CountingConfig(line=((0.25, 0.0), (0.75, 1.0))), (800, 600))
+    assert counter.line_px == ((200.0, 0.0), (600.0, 600.0))
+
+
+def test_reconfigure_keeps_counts_and_applies_new_thresholds() -> None:
+    counter = PeopleCounter(CountingConfig(occupancy_max=5, occupancy_s=0.0, loitering_s=100.0), FRAME)
+    walk_feet(counter, 1, vertical_path(300, 400, 600))
+    assert (counter.totals.total, counter.totals.in_count) == (1, 1)
+    person = track(1, 300, 440)  # stands above the line again
+    counter.update(TrackerOutput(ts=5.0, visible=(person,)))
+    counter.reconfigure(
+        CountingConfig(line=((0.0, 0.7), (1.0, 0.7)), occupancy_max=1, occupancy_s=0.0, loitering_s=10.0)
+    )
+    assert counter.line_px == ((0.0, 700.0), (1000.0, 700.0))
+    other = track(2, 800, 100, first_seen=11.0)
+    result = counter.update(TrackerOutput(ts=11.0, visible=(track(1, 300, 560), other)))
+    # crossing the old line's place no longer counts; the new thresholds apply at once
+    assert result.crossings == ()
+    assert sorted(a.type for a in result.alerts) == ["loitering", "occupancy"]
+    assert (counter.totals.total, counter.totals.in_count) == (1, 1)
+    result = counter.update(TrackerOutput(ts=11.5, visible=(track(1, 300, 760), other)))
+    assert [c.direction for c in result.crossings] == ["in"]

@@ -418,3 +418,15 @@ def test_iou_and_gated_assignment() -> None:
     assert rows == [1]
     assert cols == [0, 2]
     assert match_by_iou(a, np.zeros((0, 4)), 0.2) == ([], [0, 1], [])
+
+
+def test_reconfigure_keeps_tracks_and_ids() -> None:
+    tracker = PersonTracker(CFG)
+    still = frame(person(300, 400))
+    for i in range(5):
+        tracker.update(still, i / 10)
+    tracker.reconfigure(TrackerConfig(max_gap_s=0.3))
+    outs = [tracker.update(still, 0.5)]
+    outs += [tracker.update(NO_BOXES, 0.6 + i / 10) for i in range(4)]  # gone for more than 0.3 s
+    assert ids_seen(outs) == {1}
+    assert [e.track_id for o in outs for e in o.ended] == [1]
