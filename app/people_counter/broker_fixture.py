@@ -220,9 +220,8 @@ class MessageCollector:
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self._refused: str | None = None
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"collector-{uuid.uuid4().hex[:8]}"
-        )
+        self._started = False
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{uuid.uuid4().hex[:8]}")
         self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
@@ -230,6 +229,9 @@ class MessageCollector:
         self._host, self._port = host, port
 
     def start(self, timeout_s: float = 5.0) -> MessageCollector:
+        if self._started:
+            return self
+        self._started = True
         self._client.connect(self._host, self._port, keepalive=10)
         self._client.loop_start()
         if not self._subscribed.wait(timeout_s):
@@ -259,9 +261,7 @@ class MessageCollector:
         with self._cond:
             return [m for m in self.messages if m.topic == topic]
 
-    def wait_for(
-        self, predicate: Callable[[ReceivedMessage], bool], timeout_s: float = 5.0
-    ) -> ReceivedMessage | None:
+    def wait_for(self, predicate: Callable[[ReceivedMessage], bool], timeout_s: float = 5.0) -> ReceivedMessage | None:
         """The first message (already received or arriving within the timeout) that matches."""
         deadline = time.monotonic() + timeout_s
         seen = 0
@@ -288,7 +288,7 @@ class MessageCollector:
                 self._cond.wait(remaining)
 
     def __enter__(self) -> MessageCollector:
-        return self.start()
+        return self.start()  # a no-op when subscribe_collect() started it already
 
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):

@@ -1,0 +1,372 @@
+"""The counter's MQTT output: retained state, events, alerts and availability (DESIGN.md, MQTT contract).
+
+The counting loop calls into this module on every frame, so no call here may wait on the
+broker. paho's network thread does all socket work; the calls below only hand messages to
+paho's bounded queue and return.
+
+Ordering rule for the retained `state`: at most one state message is handed to paho at a time.
+A newer state waits (as `pending`) until the broker acknowledged the previous one. Without this,
+states queued during an outage would be delivered after the fresh state republished on
+reconnect, and the broker would retain a stale one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from people_counter.config import MqttConfig
+from people_counter.errors import ConfigError
+from people_counter.records import Alert, CounterState, PersonEvent
+
+log = logging.getLogger("people_counter.mqtt")
+
+QOS = 1
+MAX_INFLIGHT = 20
+# Slots of paho's queue kept free of events and alerts, so that after a long outage that filled
+# the queue, `online`, the state, the compatibility count and `offline` still get through.
+RESERVED_SLOTS = 8
+STOP_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 3.0
+# MQTT 3.1.1 CONNACK 4 and 5, and their MQTT 5 forms: the broker did not accept who we are.
+_LOGIN_REFUSED = {4, 5, 0x86, 0x87}
+
+
+class MqttPublisher:
+    """Publishes a device's figures to Mosquitto without ever blocking the caller."""
+
+    def __init__(self, cfg: MqttConfig, device_id: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.device_id = device_id
+        self._clock = clock
+        base = f"{cfg.topic_prefix}/{device_id}"
+        self.topic_state = f"{base}/state"
+        self.topic_event = f"{base}/event"
+        self.topic_alert = f"{base}/alert"
+        self.topic_available = f"{base}/available"
+        self.last_error: str | None = None
+        self.dropped_messages = 0
+        """Events, alerts and compatibility messages refused because the outgoing queue was full."""
+        self.connect_attempts = 0
+        """Connection attempts that ended (refused, failed or accepted), for tests of the backoff."""
+        self.connections = 0
+        self._connected = False
+        self._started = False
+        self._outage_logged = False
+        self._lock = threading.Lock()
+        # State bookkeeping; guarded by _lock because on_connect runs on paho's thread.
+        self._latest: CounterState | None = None
+        self._sent_figures: tuple[object, ...] | None = None
+        self._sent_at = float("-inf")
+        self._state_mid: int | None = None
+        self._republish = False
+        self._compat_sent: tuple[int, int] | None = None
+        # Message ids handed to paho and not yet acknowledged: our view of paho's queue. paho
+        # calls on_publish with its queue mutex held, so _ack_lock must never be held while
+        # calling into paho. A PUBACK can beat the registration of its id: _early_acks.
+        self._ack_lock = threading.Lock()
+        self._unacked: set[int] = set()
+        self._early_acks: set[int] = set()
+        self._client = self._make_client()
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"people-counter-{self.device_id}",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        client.enable_logger(logging.getLogger("people_counter.mqtt.paho"))
+        # paho refuses new QoS>0 messages beyond this (publish() returns MQTT_ERR_QUEUE_SIZE);
+        # it must be set before connecting.
+        client.max_queued_messages_set(self.cfg.max_queued)
+        client.max_inflight_messages_set(min(MAX_INFLIGHT, self.cfg.max_queued))
+        client.reconnect_delay_set(1, int(self.cfg.reconnect_max_s))
+        client.connect_timeout = CONNECT_TIMEOUT_S
+        client.will_set(self.topic_available, "offline", qos=QOS, retain=True)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _read_password(self) -> str | None:
+        path = self.cfg.password_file
+        if path is None:
+            return None
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except FileNotFoundError:
+            raise ConfigError(f"mqtt.password_file: {path}: no such file") from None
+        except OSError as error:
+            raise ConfigError(f"mqtt.password_file: {path}: cannot read: {error.strerror}") from None
+
+    def _configure_tls(self) -> None:
+        tls = self.cfg.tls
+        if tls is None:
+            return
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(tls, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"mqtt.tls.{name}: {path}: no such file")
+        self._client.tls_set(
+            ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+        )
+        self._client.tls_insecure_set(tls.insecure)
+
+    def start(self) -> None:
+        """Begin connecting in the background; a broker that is down now is retried with backoff.
+
+        Raises ConfigError at once for a missing password, certificate or key file.
+        """
+        if self._started:
+            return
+        password = self._read_password()
+        if self.cfg.username is not None or password is not None:
+            self._client.username_pw_set(self.cfg.username, password)
+        self._configure_tls()
+        self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self._client.loop_start()
+        self._started = True
+
+    # -- paho callbacks (paho's network thread) --------------------------------------------------
+
+    @property
+    def _where(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.port}"
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        _props: object,
+    ) -> None:
+        self.connect_attempts += 1
+        if reason.is_failure:
+            self._connected = False
+            if reason.value in _LOGIN_REFUSED:
+                user = self.cfg.username or "(none)"
+                self.last_error = (
+                    f"MQTT broker {self._where} refused the login for user '{user}': {str(reason).lower()}"
+                )
+            else:
+                self.last_error = f"MQTT broker {self._where} refused the connection: {str(reason).lower()}"
+            # One line per attempt; paho's backoff spaces the attempts out.
+            log.error("%s", self.last_error)
+            return
+        self._connected = True
+        self.connections += 1
+        self.last_error = None
+        self._outage_logged = False
+        log.info("connected to MQTT broker %s as %s", self._where, self.device_id)
+        self._publish_raw(self.topic_available, "online", retain=True)
+        # A restarted broker without persistence has forgotten the retained state; a new
+        # connection must never leave stale figures behind.
+        with self._lock:
+            self._republish = True
+            self._send_state_if_due(self._clock())
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        self._connected = False
+        self.connect_attempts += 1
+        self.last_error = f"cannot reach MQTT broker {self._where}"
+        if not self._outage_logged:
+            log.warning("%s; retrying with backoff up to %s s", self.last_error, self.cfg.reconnect_max_s)
+            self._outage_logged = True
+        else:
+            log.debug("%s", self.last_error)
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        _props: object,
+    ) -> None:
+        was_connected = self._connected
+        self._connected = False
+        if was_connected and reason.is_failure:
+            # paho reports a dropped socket as "Unspecified error", which tells a reader nothing.
+            detail = "" if reason.value == 0x80 else f": {str(reason).lower()}"
+            self.last_error = f"lost the connection to MQTT broker {self._where}{detail}"
+            log.warning("%s; reconnecting", self.last_error)
+
+    def _on_publish(
+        self, _client: mqtt.Client, _userdata: object, mid: int, _reason: ReasonCode, _props: object
+    ) -> None:
+        with self._ack_lock:
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+            else:
+                self._early_acks.add(mid)
+
+    # -- publishing (the caller's thread) ---------------------------------------------------------
+
+    def _register(self, mid: int) -> None:
+        with self._ack_lock:
+            if mid in self._early_acks:
+                self._early_acks.discard(mid)
+            else:
+                self._unacked.add(mid)
+
+    def _is_unacked(self, mid: int | None) -> bool:
+        with self._ack_lock:
+            return mid is not None and mid in self._unacked
+
+    @property
+    def queued_messages(self) -> int:
+        """QoS 1 messages handed to paho and not yet acknowledged by the broker."""
+        with self._ack_lock:
+            return len(self._unacked)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def _publish_raw(self, topic: str, payload: str, retain: bool = False) -> mqtt.MQTTMessageInfo | None:
+        """Hand one message to paho; never raises, never blocks. None when paho refused it.
+
+        paho 2.2 with a full queue (max_queued_messages) does not raise: publish() returns an
+        info with rc MQTT_ERR_QUEUE_SIZE and forgets the new message, keeping the older ones.
+        """
+        try:
+            info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        except (ValueError, RuntimeError, OSError) as error:
+            log.error("cannot publish on %s: %s", topic, error)
+            return None
+        # NO_CONN is fine: the QoS 1 message stays in paho's queue and goes out on reconnect.
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self._note_dropped(topic)
+            return None
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.debug("publish on %s returned %s", topic, mqtt.error_string(info.rc))
+        self._register(info.mid)
+        return info
+
+    def _note_dropped(self, topic: str) -> None:
+        self.dropped_messages += 1
+        # Log the first drop and then every thousandth, not one line per message.
+        if self.dropped_messages == 1 or self.dropped_messages % 1000 == 0:
+            log.warning(
+                "MQTT outgoing queue full (%d messages): dropped %d message(s) so far, latest on %s",
+                self.cfg.max_queued,
+                self.dropped_messages,
+                topic,
+            )
+
+    def _publish_queued(self, topic: str, message: dict[str, object]) -> None:
+        if self.queued_messages >= self.cfg.max_queued - RESERVED_SLOTS:
+            self._note_dropped(topic)
+            return
+        self._publish_raw(topic, json.dumps(message, separators=(",", ":")))
+
+    def publish_event(self, event: PersonEvent) -> None:
+        message = {
+            "type": event.type,
+            "track_id": event.track_id,
+            "ts": round(event.ts, 3),
+            "duration_s": None if event.duration_s is None else round(event.duration_s, 2),
+        }
+        self._publish_queued(self.topic_event, message)
+        if self.cfg.compat_topics and event.type == "exit":
+            # The original UI counts these messages for its "Total Counted".
+            self._publish_queued("person/duration", {"duration": round(event.duration_s or 0.0, 2)})
+
+    def publish_alert(self, alert: Alert) -> None:
+        message = {
+            "type": alert.type,
+            "value": round(float(alert.value), 2),
+            "threshold": round(float(alert.threshold), 2),
+            "ts": round(alert.ts, 3),
+        }
+        self._publish_queued(self.topic_alert, message)
+
+    def publish_state(self, state: CounterState, force: bool = False) -> None:
+        """Offer the latest state; it goes out when due (see _state_due). Call this every frame."""
+        with self._lock:
+            self._latest = state
+            if force:
+                self._republish = True
+            self._send_state_if_due(self._clock())
+
+    def _state_due(self, state: CounterState, now: float) -> bool:
+        elapsed = now - self._sent_at
+        if self._republish:
+            return True
+        if state.figures() != self._sent_figures:
+            return elapsed >= self.cfg.min_interval_s
+        return elapsed >= self.cfg.heartbeat_s
+
+    def _send_state_if_due(self, now: float) -> None:
+        """With _lock held. Sends the latest state if due, connected and nothing else in flight."""
+        state = self._latest
+        if state is None or not self._connected or not self._state_due(state, now):
+            return
+        if self._is_unacked(self._state_mid):
+            return  # the previous state is still unacknowledged: this one stays pending
+        payload = json.dumps(state.to_message(), separators=(",", ":"))
+        info = self._publish_raw(self.topic_state, payload, retain=True)
+        if info is None:
+            return
+        self._state_mid = info.mid
+        self._sent_at = now
+        self._sent_figures = state.figures()
+        self._republish = False
+        if self.cfg.compat_topics:
+            self._send_compat_count(state)
+
+    def _send_compat_count(self, state: CounterState) -> None:
+        figures = (state.count, state.total)
+        if figures == self._compat_sent:
+            return
+        # One message with both figures: a lone {"total": n} blanks the original UI's count.
+        payload = json.dumps({"count": state.count, "total": state.total}, separators=(",", ":"))
+        if self._publish_raw("person", payload) is not None:
+            self._compat_sent = figures
+
+    # -- shutdown ------------------------------------------------------------------------------------
+
+    def stop(self, final_state: CounterState | None = None) -> None:
+        """Publish the final state and `offline`, then disconnect; returns within about 2 s."""
+        if not self._started:
+            return
+        self._started = False
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        if self._connected:
+            with self._lock:
+                if final_state is not None:
+                    self._latest = final_state
+                self._republish = True
+                # The final state goes out even if the previous one is still unacknowledged.
+                self._state_mid = None
+                self._send_state_if_due(self._clock())
+            offline = self._publish_raw(self.topic_available, "offline", retain=True)
+            # Wait for the broker's PUBACK so that the disconnect cannot overtake `offline`.
+            while offline is not None and self._is_unacked(offline.mid) and time.monotonic() < deadline - 1.0:
+                time.sleep(0.01)
+        self._client.disconnect()
+        self._stop_network_thread(max(0.1, deadline - time.monotonic()))
+        self._connected = False
+
+    def _stop_network_thread(self, timeout_s: float) -> None:
+        # loop_stop() joins paho's thread with no timeout, and that thread may be stuck writing to
+        # a broker that no longer reads; join it from a helper so this call stays bounded.
+        stopper = threading.Thread(target=self._client.loop_stop, name="mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout_s)
+        if stopper.is_alive():
+            log.warning("MQTT network thread did not stop within %.1f s; leaving it behind", timeout_s)
