@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from . import fleet, state, template
 from .common import LauncherError, log, require_root, require_tools
@@ -21,6 +22,13 @@ NEEDS = [
     "umount",
     "nsenter",
 ]
+
+
+def host_spec(text: str) -> fleet.HostSpec:
+    try:
+        return fleet.parse_host_spec(text)
+    except LauncherError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="NAME[:RELEASE]",
-        type=fleet.parse_host_spec,
+        type=host_spec,
         help=f"a host; RELEASE is one of {', '.join(template.RELEASES)}",
     )
     up.add_argument(
@@ -75,11 +83,16 @@ def cmd_up(args: argparse.Namespace) -> None:
     with state.locked(args.state_dir):
         try:
             fleet.up(args.name, args.host, args.state_dir, args.timeout)
-        except LauncherError:
-            log(
-                f"up failed; clean up with: {sys.argv[0]} down --state-dir {args.state_dir}"
-            )
+        except (LauncherError, KeyboardInterrupt):
+            hint_cleanup(args.state_dir, args.name)
             raise
+
+
+def hint_cleanup(state_dir: Path, prefix: str) -> None:
+    """After a failed up, say how to clean up, if this run left anything."""
+    left = state.load(state_dir)
+    if left is not None and left.prefix == prefix:
+        log(f"up failed; clean up with: {sys.argv[0]} down --state-dir {state_dir}")
 
 
 def cmd_down(args: argparse.Namespace) -> None:

@@ -46,13 +46,31 @@ def nft_table_name(prefix: str) -> str:
 # --- claiming a prefix ---------------------------------------------------
 
 
+def claim_owner(prefix: str) -> str | None:
+    """The state dir that claimed prefix, or None if unclaimed or the claim is stale.
+
+    A claim is stale when its state dir never recorded this prefix: the
+    launcher died between claiming and writing its first state file.
+    """
+    owner_file = CLAIMS / prefix / "owner"
+    if not (CLAIMS / prefix).exists():
+        return None
+    owner = owner_file.read_text().strip() if owner_file.exists() else ""
+    try:
+        recorded = load(Path(owner)) if owner else None
+    except LauncherError:
+        return owner
+    if recorded is None or recorded.prefix != prefix:
+        owner_file.unlink(missing_ok=True)
+        (CLAIMS / prefix).rmdir()
+        return None
+    return owner
+
+
 def prefix_in_use(prefix: str) -> str | None:
     """Why prefix is taken, or None if it is free."""
-    claim = CLAIMS / prefix
-    if claim.exists():
-        owner = (
-            (claim / "owner").read_text().strip() if (claim / "owner").exists() else "?"
-        )
+    owner = claim_owner(prefix)
+    if owner:
         return f"claimed by state dir {owner}"
     if network.nft_table_exists(nft_table_name(prefix)):
         return f"nft table {nft_table_name(prefix)} exists"
@@ -157,22 +175,26 @@ def up(prefix: str, specs: list[HostSpec], state_dir: Path, timeout: float) -> R
     run_state = RunState(
         prefix=prefix,
         state_dir=str(state_dir),
-        ssh_key=str(ensure_ssh_key(state_dir)),
+        ssh_key=str(state_dir / "id_ed25519"),
         nft_table=nft_table_name(prefix),
         prefix_claim=str(CLAIMS / prefix),
         cgroup_parents=[str(p) for p in cgroups.prefix_dirs(prefix)],
     )
     claim_prefix(prefix, state_dir)
     run_state.save()
+    ensure_ssh_key(state_dir)
     started = time.monotonic()
     for spec in specs:
         run_state.hosts.append(new_record(run_state, spec, templates[spec.release]))
         run_state.save()
     network.enable_forwarding()
+    for chain in network.forward_drop_chains():
+        log(f"warning: forward chain {chain} drops by default; hosts may lack internet")
     network.nft_ensure_masquerade(
         run_state.nft_table, {h.name: h.subnet for h in run_state.hosts}
     )
     for record in run_state.hosts:
+        write_text(Path(record.console_log), "")
         boot(run_state, record)
     wait_all(run_state, run_state.hosts, timeout)
     write_inventory(run_state)

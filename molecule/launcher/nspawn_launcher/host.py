@@ -147,11 +147,14 @@ def nspawn_command(record: HostRecord) -> list[str]:
         "--register=no",
         "--keep-unit",
         "--network-veth",
-        "--console=pipe",
+        # A read-only pseudo-terminal: the boot messages reach console_log.
+        "--console=read-only",
         "--resolv-conf=copy-host",
         "--link-journal=no",
         "--",
         "systemd.show_status=1",
+        "systemd.log_color=0",
+        "systemd.status_unit_format=name",
     ]
 
 
@@ -248,7 +251,7 @@ def console_tail(record: HostRecord, lines: int = 25) -> str:
         text = Path(record.console_log).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    tail = "\n".join(text.splitlines()[-lines:])
+    tail = "\n".join(text.replace("\r", "").splitlines()[-lines:])
     return f"\n--- last {lines} lines of {record.console_log} ---\n{tail}"
 
 

@@ -166,6 +166,22 @@ def enable_forwarding() -> None:
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
 
 
+def forward_drop_chains() -> list[str]:
+    """Base chains that drop forwarded packets by default (Docker does this)."""
+    ruleset = run(["nft", "list", "ruleset"], check=False).stdout
+    found = []
+    table = chain = ""
+    for line in ruleset.splitlines():
+        words = line.split()
+        if words[:1] == ["table"] and len(words) >= 3:
+            table = " ".join(words[1:3])
+        elif words[:1] == ["chain"] and len(words) >= 2:
+            chain = words[1]
+        elif "hook forward" in line and "policy drop" in line:
+            found.append(f"{table} {chain}")
+    return found
+
+
 def nft_table_exists(table: str) -> bool:
     return run(["nft", "list", "table", "ip", table], check=False).returncode == 0
 
