@@ -1,0 +1,505 @@
+"""SQLite under the state directory: totals, events, crossings, alerts and per-minute aggregates.
+
+Durability: the database runs in WAL mode with synchronous=NORMAL, and record() commits every
+call. A commit is in the WAL file (the OS page cache) when record() returns, so a killed
+process (kill -9, OOM, crash) loses nothing already recorded. A power loss may roll back the
+commits since the WAL was last synced; the store checkpoints about once a minute, which syncs
+it, so at most about a minute of counts is lost then, and the file stays consistent.
+
+Count periods: every reset (`people-counter reset`, the daily reset, or the first start) adds a
+row to `resets`; the totals of a period live in `totals` under that row's id, so a reset starts
+from zero and keeps the history. A running counter notices a reset made by another process
+through reset_requested(), which compares the newest period id with its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from people_counter.errors import UserError
+from people_counter.paths import database_path
+from people_counter.records import Alert, CountingResult, PersonEvent, Totals
+
+log = logging.getLogger("people_counter.store")
+
+BUSY_TIMEOUT_MS = 5000
+PRUNE_EVERY_S = 3600.0
+CHECKPOINT_EVERY_S = 60.0
+DB_MODE = 0o640
+"""The dashboard's user reads the database through the shared group."""
+
+
+class StoreError(UserError):
+    """The database cannot be opened or has a schema this version does not know."""
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: executescript() would COMMIT the migration's transaction."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {statement.strip()[:60]}")
+
+
+def _v1_initial(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE resets (
+            id         INTEGER PRIMARY KEY,
+            ts         REAL NOT NULL,
+            reason     TEXT NOT NULL          -- 'first start', 'command', 'daily'
+        );
+        CREATE TABLE totals (
+            period_id     INTEGER PRIMARY KEY REFERENCES resets(id),
+            total         INTEGER NOT NULL DEFAULT 0,
+            in_count      INTEGER NOT NULL DEFAULT 0,
+            out_count     INTEGER NOT NULL DEFAULT 0,
+            dwell_sum_s   REAL    NOT NULL DEFAULT 0,
+            dwell_count   INTEGER NOT NULL DEFAULT 0,
+            last_track_id INTEGER NOT NULL DEFAULT 0,
+            updated_ts    REAL    NOT NULL
+        );
+        CREATE TABLE events (
+            id         INTEGER PRIMARY KEY,
+            ts         REAL NOT NULL,
+            type       TEXT NOT NULL CHECK (type IN ('enter', 'exit')),
+            track_id   INTEGER NOT NULL,
+            duration_s REAL,
+            period_id  INTEGER NOT NULL
+        );
+        CREATE INDEX events_ts ON events(ts);
+        CREATE TABLE crossings (
+            id         INTEGER PRIMARY KEY,
+            ts         REAL NOT NULL,
+            track_id   INTEGER NOT NULL,
+            direction  TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            period_id  INTEGER NOT NULL
+        );
+        CREATE INDEX crossings_ts ON crossings(ts);
+        CREATE TABLE alerts (
+            id         INTEGER PRIMARY KEY,
+            ts         REAL NOT NULL,
+            type       TEXT NOT NULL CHECK (type IN ('occupancy', 'loitering')),
+            value      REAL NOT NULL,
+            threshold  REAL NOT NULL,
+            track_id   INTEGER,
+            period_id  INTEGER NOT NULL
+        );
+        CREATE INDEX alerts_ts ON alerts(ts);
+        -- One row a minute: people in view (max, and sum/samples for the mean), entries, exits,
+        -- and line crossings. minute_ts is the Unix time of the minute's start.
+        CREATE TABLE minutes (
+            minute_ts  INTEGER PRIMARY KEY,
+            samples    INTEGER NOT NULL DEFAULT 0,
+            count_sum  INTEGER NOT NULL DEFAULT 0,
+            count_max  INTEGER NOT NULL DEFAULT 0,
+            entries    INTEGER NOT NULL DEFAULT 0,
+            exits      INTEGER NOT NULL DEFAULT 0,
+            in_count   INTEGER NOT NULL DEFAULT 0,
+            out_count  INTEGER NOT NULL DEFAULT 0
+        );
+        """,
+    )
+
+
+MIGRATIONS: Sequence[Migration] = (_v1_initial,)
+"""MIGRATIONS[i] takes a database from version i to i + 1. Append; never edit a released one."""
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+    if exists.fetchone() is None:
+        return 0
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the database to the newest version, one transaction per step; returns the version."""
+    with _transaction(db):
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        version = schema_version(db)
+    if version > len(migrations):
+        raise StoreError(
+            f"the database has schema version {version}, newer than this program knows "
+            f"({len(migrations)}): it was written by a newer people-counter"
+        )
+    for target in range(version + 1, len(migrations) + 1):
+        with _transaction(db):
+            migrations[target - 1](db)
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
+        log.info("database migrated to schema version %d", target)
+    return len(migrations)
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock at once, so a concurrent `people-counter reset` waits on
+    # busy_timeout instead of failing half-way.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A read-write connection in autocommit mode (transactions are explicit), WAL, NORMAL sync."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # SQLite gives the -wal and -shm files the database's mode, so this covers them too.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, DB_MODE))
+    try:
+        db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path}: cannot open the database: {error}") from None
+    return db
+
+
+def _open_migrated(state_dir: Path) -> sqlite3.Connection:
+    path = database_path(state_dir)
+    db = _connect(path)
+    try:
+        migrate(db)
+        _ensure_period(db, time.time())
+    except sqlite3.DatabaseError as error:
+        db.close()
+        raise StoreError(f"{path}: {error}") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _current_period(db: sqlite3.Connection) -> int | None:
+    row = db.execute("SELECT MAX(id) FROM resets").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def _new_period(db: sqlite3.Connection, ts: float, reason: str) -> int:
+    """With a transaction open: a reset row and its zero totals; the track ids carry on."""
+    cursor = db.execute("INSERT INTO resets (ts, reason) VALUES (?, ?)", (ts, reason))
+    period = int(cast(int, cursor.lastrowid))
+    db.execute(
+        "INSERT INTO totals (period_id, last_track_id, updated_ts)"
+        " VALUES (?, (SELECT COALESCE(MAX(last_track_id), 0) FROM totals), ?)",
+        (period, ts),
+    )
+    return period
+
+
+def _ensure_period(db: sqlite3.Connection, ts: float) -> None:
+    if _current_period(db) is None:
+        with _transaction(db):
+            if _current_period(db) is None:
+                _new_period(db, ts, "first start")
+
+
+def request_reset(state_dir: Path, reason: str = "command") -> None:
+    """Start a new count period (totals from zero, history kept); a running counter follows.
+
+    Works whether or not the counter runs: it opens its own connection, and the counter sees the
+    new period through CountStore.reset_requested().
+    """
+    db = _open_migrated(state_dir)
+    try:
+        with _transaction(db):
+            _new_period(db, time.time(), reason)
+    finally:
+        db.close()
+
+
+# -- reading (shared by the counter's store and the dashboard) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBucket:
+    """Aggregates of one time bucket for the charts."""
+
+    start_ts: float
+    avg_count: float
+    max_count: int
+    entries: int
+    exits: int
+    in_count: int
+    out_count: int
+
+
+class CountReader:
+    """Read-only queries: what the dashboard shows."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> CountReader:
+        """Open the database without write access (the dashboard's user only reads it)."""
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        except sqlite3.Error as error:
+            raise StoreError(f"{path}: cannot open the database read-only: {error}") from None
+        return cls(db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def current_totals(self) -> Totals:
+        row = self._db.execute(
+            "SELECT total, in_count, out_count, dwell_sum_s, dwell_count FROM totals"
+            " WHERE period_id = (SELECT MAX(id) FROM resets)"
+        ).fetchone()
+        return Totals(*row) if row else Totals()
+
+    def history(self, since_ts: float, until_ts: float, bucket_s: int = 60) -> list[HistoryBucket]:
+        """Buckets of bucket_s seconds (rounded to whole minutes) from since_ts to until_ts."""
+        bucket = max(60, int(bucket_s) // 60 * 60)
+        rows = self._db.execute(
+            """
+            SELECT (minute_ts / :bucket) * :bucket AS start,
+                   CAST(SUM(count_sum) AS REAL) / MAX(SUM(samples), 1),
+                   MAX(count_max), SUM(entries), SUM(exits), SUM(in_count), SUM(out_count)
+            FROM minutes
+            WHERE minute_ts >= :since AND minute_ts < :until
+            GROUP BY start ORDER BY start
+            """,
+            {"bucket": bucket, "since": int(since_ts // 60 * 60), "until": until_ts},
+        )
+        return [HistoryBucket(float(r[0]), round(float(r[1]), 2), *map(int, r[2:])) for r in rows]
+
+    def recent_events(self, limit: int = 50) -> list[PersonEvent]:
+        rows = self._db.execute(
+            "SELECT type, track_id, ts, duration_s FROM events ORDER BY ts DESC, id DESC LIMIT ?", (limit,)
+        )
+        return [PersonEvent(cast(Literal["enter", "exit"], r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def recent_alerts(self, limit: int = 50) -> list[Alert]:
+        rows = self._db.execute(
+            "SELECT type, value, threshold, ts, track_id FROM alerts ORDER BY ts DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [Alert(cast(Literal["occupancy", "loitering"], r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def open_readonly(path: Path) -> CountReader:
+    return CountReader.open_readonly(path)
+
+
+# -- writing (the counter) ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _MinuteDelta:
+    """What this process added to one minute since the last flush (merged into the row)."""
+
+    samples: int = 0
+    count_sum: int = 0
+    count_max: int = 0
+    entries: int = 0
+    exits: int = 0
+    in_count: int = 0
+    out_count: int = 0
+
+
+def _minute(ts: float) -> int:
+    return int(ts // 60) * 60
+
+
+class CountStore(CountReader):
+    """The counter's read-write store. One instance per running counter, used from one thread."""
+
+    def __init__(self, state_dir: Path, retention_days: int = 30) -> None:
+        self.path = database_path(state_dir)
+        self.retention_days = retention_days
+        super().__init__(_open_migrated(state_dir))
+        self._period = cast(int, _current_period(self._db))
+        self._minutes: dict[int, _MinuteDelta] = {}
+        self._open_minute: int | None = None
+        self._last_prune = float("-inf")
+        self._last_checkpoint = time.monotonic()
+        self.prune(time.time())
+
+    @property
+    def period_id(self) -> int:
+        return self._period
+
+    def load(self) -> tuple[Totals, int]:
+        """The totals of the current count period, and the last track id ever used."""
+        row = self._db.execute(
+            "SELECT total, in_count, out_count, dwell_sum_s, dwell_count FROM totals WHERE period_id = ?",
+            (self._period,),
+        ).fetchone()
+        last_id = self._db.execute("SELECT COALESCE(MAX(last_track_id), 0) FROM totals").fetchone()[0]
+        return (Totals(*row) if row else Totals()), int(last_id)
+
+    # -- per-frame and per-result writes ---------------------------------------------------------
+
+    def note_count(self, count: int, ts: float) -> None:
+        """One frame's people in view, kept in memory; a finished minute is written once."""
+        minute = _minute(ts)
+        delta = self._minutes.get(minute)
+        if delta is None:
+            delta = self._minutes[minute] = _MinuteDelta()
+        delta.samples += 1
+        delta.count_sum += count
+        delta.count_max = max(delta.count_max, count)
+        if self._open_minute is not None and minute > self._open_minute:
+            # The previous minute is complete: write it now so the charts never wait for record().
+            self.flush(ts)
+        self._open_minute = minute
+
+    def record(self, totals: Totals, result: CountingResult, count: int, ts: float, last_track_id: int) -> None:
+        """Append the frame's events, crossings and alerts and update the totals: one commit.
+
+        `count` only raises the minute's maximum: the frame's sample for the mean comes from
+        note_count(), which the caller makes on every frame.
+        """
+        delta = self._minutes.setdefault(_minute(ts), _MinuteDelta())
+        delta.count_max = max(delta.count_max, count)
+        for event in result.events:
+            if event.type == "enter":
+                delta.entries += 1
+            else:
+                delta.exits += 1
+        for crossing in result.crossings:
+            if crossing.direction == "in":
+                delta.in_count += 1
+            else:
+                delta.out_count += 1
+        with _transaction(self._db):
+            self._write_result(result)
+            self._db.execute(
+                "UPDATE totals SET total = ?, in_count = ?, out_count = ?, dwell_sum_s = ?,"
+                " dwell_count = ?, last_track_id = MAX(last_track_id, ?), updated_ts = ? WHERE period_id = ?",
+                (
+                    totals.total,
+                    totals.in_count,
+                    totals.out_count,
+                    totals.dwell_sum_s,
+                    totals.dwell_count,
+                    last_track_id,
+                    ts,
+                    self._period,
+                ),
+            )
+            self._write_minutes()
+
+    def _write_result(self, result: CountingResult) -> None:
+        period = self._period
+        self._db.executemany(
+            "INSERT INTO events (ts, type, track_id, duration_s, period_id) VALUES (?, ?, ?, ?, ?)",
+            [(e.ts, e.type, e.track_id, e.duration_s, period) for e in result.events],
+        )
+        self._db.executemany(
+            "INSERT INTO crossings (ts, track_id, direction, period_id) VALUES (?, ?, ?, ?)",
+            [(c.ts, c.track_id, c.direction, period) for c in result.crossings],
+        )
+        self._db.executemany(
+            "INSERT INTO alerts (ts, type, value, threshold, track_id, period_id) VALUES (?, ?, ?, ?, ?, ?)",
+            [(a.ts, a.type, a.value, a.threshold, a.track_id, period) for a in result.alerts],
+        )
+
+    def _write_minutes(self) -> None:
+        """With a transaction open: merge the in-memory deltas into their rows and forget them."""
+        if not self._minutes:
+            return
+        self._db.executemany(
+            """
+            INSERT INTO minutes (minute_ts, samples, count_sum, count_max, entries, exits, in_count, out_count)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (minute_ts) DO UPDATE SET
+                samples = samples + excluded.samples,
+                count_sum = count_sum + excluded.count_sum,
+                count_max = MAX(count_max, excluded.count_max),
+                entries = entries + excluded.entries,
+                exits = exits + excluded.exits,
+                in_count = in_count + excluded.in_count,
+                out_count = out_count + excluded.out_count
+            """,
+            [
+                (m, d.samples, d.count_sum, d.count_max, d.entries, d.exits, d.in_count, d.out_count)
+                for m, d in self._minutes.items()
+            ],
+        )
+        self._minutes.clear()
+
+    def flush(self, ts: float) -> None:
+        """Write the minute aggregates held in memory; prune and checkpoint when they are due."""
+        if self._minutes:
+            with _transaction(self._db):
+                self._write_minutes()
+        if ts - self._last_prune >= PRUNE_EVERY_S:
+            self.prune(ts)
+        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_EVERY_S:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Sync the WAL into the database file: bounds what a power loss can roll back."""
+        self._last_checkpoint = time.monotonic()
+        with contextlib.suppress(sqlite3.OperationalError):  # busy readers: next time
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def prune(self, now: float) -> int:
+        """Delete events, crossings, alerts and minutes older than the retention; the row count."""
+        self._last_prune = now
+        cutoff = now - self.retention_days * 86400.0
+        removed = 0
+        with _transaction(self._db):
+            for table, column in (("events", "ts"), ("crossings", "ts"), ("alerts", "ts"), ("minutes", "minute_ts")):
+                removed += self._db.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,)).rowcount
+        if removed:
+            log.info("pruned %d rows older than %d days", removed, self.retention_days)
+        return removed
+
+    # -- count periods ----------------------------------------------------------------------------
+
+    def reset(self, ts: float, reason: str = "daily") -> None:
+        """Start a new count period now (the daily reset); the caller zeroes its own totals."""
+        with _transaction(self._db):
+            self._write_minutes()
+            self._period = _new_period(self._db, ts, reason)
+
+    def reset_requested(self) -> bool:
+        """True once after another process (`people-counter reset`) started a new count period.
+
+        A primary-key lookup: cheap enough to call about once a second from the counting loop.
+        The caller then zeroes its totals; record() already writes to the new period.
+        """
+        newest = _current_period(self._db)
+        if newest is None or newest == self._period:
+            return False
+        self._period = newest
+        return True
+
+    def close(self) -> None:
+        """Write what is held in memory and close; the WAL is merged into the file."""
+        try:
+            if self._minutes:
+                with _transaction(self._db):
+                    self._write_minutes()
+        finally:
+            self._db.close()

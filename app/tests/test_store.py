@@ -1,0 +1,264 @@
+"""CountStore on a real SQLite file: durability, migrations, retention, resets, aggregates."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from people_counter.paths import database_path
+from people_counter.records import Alert, CountingResult, LineCrossing, PersonEvent, Totals
+from people_counter.store import (
+    MIGRATIONS,
+    CountStore,
+    StoreError,
+    migrate,
+    open_readonly,
+    request_reset,
+    schema_version,
+)
+
+APP_DIR = Path(__file__).resolve().parents[1]
+T0 = 1_800_000_000.0  # a whole minute (divisible by 60)
+
+
+def enter(track_id: int, ts: float) -> CountingResult:
+    return CountingResult(events=(PersonEvent("enter", track_id, ts),))
+
+
+def leave(track_id: int, ts: float, duration_s: float) -> CountingResult:
+    return CountingResult(
+        events=(PersonEvent("exit", track_id, ts, duration_s),),
+        crossings=(LineCrossing(track_id, "in", ts),),
+    )
+
+
+def test_totals_survive_reopen(tmp_path: Path) -> None:
+    store = CountStore(tmp_path, retention_days=30)
+    assert store.load() == (Totals(), 0)
+    totals = Totals(total=3, in_count=2, out_count=1, dwell_sum_s=12.5, dwell_count=2)
+    store.record(totals, enter(41, T0), count=2, ts=T0, last_track_id=41)
+    store.close()
+
+    again = CountStore(tmp_path, retention_days=30)
+    assert again.load() == (totals, 41)
+    assert [e.track_id for e in again.recent_events()] == [41]
+    again.close()
+    assert database_path(tmp_path).stat().st_mode & 0o777 == 0o640
+
+
+CRASHING_COUNTER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from people_counter.records import CountingResult, PersonEvent, Totals
+    from people_counter.store import CountStore
+    store = CountStore(Path(sys.argv[1]), retention_days=30)
+    totals = Totals()
+    for track_id in range(1, 101):
+        totals.total += 1
+        result = CountingResult(events=(PersonEvent("enter", track_id, 1.8e9 + track_id),))
+        store.note_count(track_id % 5, 1.8e9 + track_id)
+        store.record(totals, result, count=track_id % 5, ts=1.8e9 + track_id, last_track_id=track_id)
+    print("recorded", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_kill_9_loses_nothing_recorded(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_COUNTER, str(tmp_path)], cwd=APP_DIR, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "recorded"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # no close(), no flush: a crash
+        child.wait()
+    store = CountStore(tmp_path, retention_days=3650)
+    totals, last_track_id = store.load()
+    assert (totals.total, last_track_id) == (100, 100)
+    assert len(store.recent_events(limit=1000)) == 100
+    # Each record() merged the minute aggregates too.
+    assert sum(b.entries for b in store.history(1.8e9 - 60, 1.8e9 + 200)) == 100
+    store.close()
+
+
+def test_a_db_without_schema_version_migrates(tmp_path: Path) -> None:
+    # A file from before the schema existed (version 0): an empty SQLite database.
+    path = database_path(tmp_path)
+    sqlite3.connect(path).close()
+    store = CountStore(tmp_path, retention_days=30)
+    assert schema_version(store._db) == len(MIGRATIONS)
+    assert store.load() == (Totals(), 0)
+    store.close()
+
+
+def test_an_old_version_migrates_once_and_keeps_its_data(tmp_path: Path) -> None:
+    store = CountStore(tmp_path, retention_days=30)
+    store.record(Totals(total=1), enter(1, T0), count=1, ts=T0, last_track_id=1)
+    store.close()
+
+    calls: list[int] = []
+
+    def v2_add_zone(db: sqlite3.Connection) -> None:
+        calls.append(1)
+        db.execute("ALTER TABLE events ADD COLUMN zone TEXT NOT NULL DEFAULT 'door'")
+
+    newer = (*MIGRATIONS, v2_add_zone)
+    db = sqlite3.connect(database_path(tmp_path), isolation_level=None)
+    assert schema_version(db) == 1
+    assert migrate(db, newer) == 2
+    assert migrate(db, newer) == 2  # already there: nothing runs again
+    assert calls == [1]
+    assert db.execute("SELECT track_id, zone FROM events").fetchall() == [(1, "door")]
+    db.close()
+
+    # This program knows only version 1: a newer database is refused with a clear error.
+    with pytest.raises(StoreError, match="schema version 2, newer than this program knows"):
+        CountStore(tmp_path, retention_days=30)
+
+
+def test_a_failed_migration_leaves_the_old_version(tmp_path: Path) -> None:
+    CountStore(tmp_path, retention_days=30).close()
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE half_done (x)")
+        raise sqlite3.OperationalError("disk says no")
+
+    db = sqlite3.connect(database_path(tmp_path), isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(db, (*MIGRATIONS, broken))
+    assert schema_version(db) == 1
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
+    db.close()
+
+
+def test_retention_prunes_old_rows_and_on_start(tmp_path: Path) -> None:
+    now = time.time()
+    long_ago = now - 40 * 86400
+    store = CountStore(tmp_path, retention_days=30)
+    old = CountingResult(
+        events=(PersonEvent("enter", 1, long_ago),),
+        crossings=(LineCrossing(1, "out", long_ago),),
+        alerts=(Alert("loitering", 70.0, 60.0, long_ago, 1),),
+    )
+    store.note_count(1, long_ago)
+    store.record(Totals(total=1, out_count=1), old, count=1, ts=long_ago, last_track_id=1)
+    store.record(Totals(total=2, out_count=1), enter(2, now), count=1, ts=now, last_track_id=2)
+    assert store.prune(now) == 4  # the old event, crossing, alert and minute
+    assert [e.track_id for e in store.recent_events()] == [2]
+    assert store.recent_alerts() == []
+    assert store.load()[0].total == 2  # totals are not history: never pruned
+    # Rows that aged past the retention while the counter was down go at the next start.
+    store.record(Totals(total=3, out_count=1), enter(3, long_ago), count=1, ts=long_ago, last_track_id=3)
+    store.close()
+    again = CountStore(tmp_path, retention_days=30)
+    assert [e.track_id for e in again.recent_events()] == [2]
+    again.close()
+
+
+def test_reset_command_starts_from_zero_and_keeps_history(tmp_path: Path) -> None:
+    store = CountStore(tmp_path, retention_days=30)
+    store.record(Totals(total=5, in_count=3), enter(17, T0), count=2, ts=T0, last_track_id=17)
+    assert not store.reset_requested()
+    first_period = store.period_id
+
+    request_reset(tmp_path)  # `people-counter reset` while the counter runs
+    assert store.reset_requested()
+    assert not store.reset_requested()  # once
+    assert store.load() == (Totals(), 17)  # zero totals, track ids continue
+    store.record(Totals(total=1), enter(18, T0 + 5), count=1, ts=T0 + 5, last_track_id=18)
+
+    assert [e.track_id for e in store.recent_events()] == [18, 17]  # history stays
+    row = store._db.execute("SELECT total, in_count FROM totals WHERE period_id = ?", (first_period,))
+    assert row.fetchone() == (5, 3)  # the finished period keeps its figures
+    store.close()
+    reopened = CountStore(tmp_path, retention_days=30)
+    assert reopened.load() == (Totals(total=1), 18)
+    reopened.close()
+
+
+def test_reset_without_a_running_counter_and_daily_reset(tmp_path: Path) -> None:
+    request_reset(tmp_path / "fresh")  # no database yet: it is created
+    store = CountStore(tmp_path / "fresh", retention_days=30)
+    assert store.load() == (Totals(), 0)
+    store.record(Totals(total=2), enter(2, T0), count=1, ts=T0, last_track_id=2)
+    store.reset(T0 + 10)  # the daily reset, from the running pipeline
+    assert not store.reset_requested()  # its own reset is not news
+    assert store.load() == (Totals(), 2)
+    reasons = store._db.execute("SELECT reason FROM resets ORDER BY id").fetchall()
+    assert [r[0] for r in reasons] == ["first start", "command", "daily"]
+    store.close()
+
+
+def test_per_minute_aggregates(tmp_path: Path) -> None:
+    store = CountStore(tmp_path, retention_days=30)
+    # Minute 0: 10 fps, 3 people in view for 30 s, then 1; one entry and one exit with a crossing.
+    for frame in range(600):
+        ts = T0 + frame / 10
+        store.note_count(3 if frame < 300 else 1, ts)
+        if frame == 100:
+            store.record(Totals(total=1), enter(1, ts), count=3, ts=ts, last_track_id=1)
+        if frame == 400:
+            store.record(Totals(total=1, in_count=1), leave(1, ts, 30.0), count=1, ts=ts, last_track_id=1)
+    # Minute 1: nobody; crossing into minute 2 flushes minute 1 without record() or flush().
+    for frame in range(600, 1200):
+        store.note_count(0, T0 + frame / 10)
+    store.note_count(4, T0 + 120)
+
+    minutes = store.history(T0, T0 + 180, bucket_s=60)
+    assert [(b.start_ts, b.avg_count, b.max_count, b.entries, b.exits, b.in_count) for b in minutes] == [
+        (T0, 2.0, 3, 1, 1, 1),
+        (T0 + 60, 0.0, 0, 0, 0, 0),
+        (T0 + 120, 4.0, 4, 0, 0, 0),
+    ]
+    two = store.history(T0, T0 + 180, bucket_s=120)
+    assert [(b.start_ts, b.avg_count, b.max_count, b.entries) for b in two] == [(T0, 1.0, 3, 1), (T0 + 120, 4.0, 4, 0)]
+    store.close()
+
+
+def test_readonly_reader_sees_the_writer(tmp_path: Path) -> None:
+    store = CountStore(tmp_path, retention_days=30)
+    alert = Alert("occupancy", 12.0, 10.0, T0, None)
+    store.record(Totals(total=4), CountingResult(alerts=(alert,)), count=12, ts=T0, last_track_id=9)
+    reader = open_readonly(database_path(tmp_path))
+    assert reader.recent_alerts() == [alert]
+    assert reader.current_totals().total == 4
+    store.record(Totals(total=5), enter(10, T0 + 1), count=12, ts=T0 + 1, last_track_id=10)
+    assert reader.current_totals().total == 5  # each query sees the latest commit
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader._db.execute("DELETE FROM events")
+    reader.close()
+    store.close()
+    with pytest.raises(StoreError, match="cannot open the database read-only"):
+        open_readonly(tmp_path / "nothing.sqlite3")
+
+
+def test_record_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not a timed test: prints the median cost of record() on this disk (one event, one crossing)."""
+    store = CountStore(tmp_path, retention_days=30)
+    totals = Totals()
+    costs = []
+    for track_id in range(300):
+        ts = T0 + track_id * 0.1
+        totals.total += 1
+        store.note_count(2, ts)
+        started = time.perf_counter()
+        store.record(totals, leave(track_id, ts, 3.0), count=2, ts=ts, last_track_id=track_id)
+        costs.append((time.perf_counter() - started) * 1000)
+    store.close()
+    median = statistics.median(costs)
+    p95 = statistics.quantiles(costs, n=20)[-1]
+    with capsys.disabled():
+        print(f"\nCountStore.record(): median {median:.3f} ms, p95 {p95:.3f} ms over {len(costs)} calls")
+    assert median < 50  # a sanity bound, far above what a healthy disk gives
