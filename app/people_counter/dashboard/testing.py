@@ -1,0 +1,307 @@
+"""Start the real stream encoder and dashboard as child processes, for tests and the benchmark.
+
+    with short_tmp() as run, MosquittoBroker() as broker, LivePair(run, broker) as pair:
+        sink = FrameSink(pair.frame_socket, 10)        # or a real counter with pair.counter_stream_config()
+        cookie = pair.login()                          # "pc_session=..."
+        pair.get("/api/state", cookie)
+
+Every process is stopped by its own PID when the context ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import yaml
+
+from people_counter.dashboard.auth import hash_password
+
+DEFAULT_PASSWORD = "letmein-test"
+_STARTUP_S = 15.0
+
+
+class BrokerLike(Protocol):
+    host: str
+    port: int
+
+
+def pinned_ffmpeg() -> Path:
+    """The pinned build from the cache, fetched on first use (the same binary devices run)."""
+    from people_counter.ffmpeg_pin import ensure_ffmpeg
+
+    return ensure_ffmpeg()
+
+
+@contextlib.contextmanager
+def short_tmp(prefix: str = "pc-") -> Iterator[Path]:
+    """A short directory under /tmp: Unix socket paths must stay under 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Child:
+    """A child process with a log file, stopped by its own PID."""
+
+    name = "child"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.log_path = run_dir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**os.environ, **(env or {})}
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return self.returncode
+        if self.proc.poll() is None:
+            # A SIGSTOPped child would never see SIGTERM: continue it first.
+            os.kill(self.proc.pid, signal.SIGCONT)
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.returncode = self.proc.returncode
+        self.proc = None
+        return self.returncode
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class StreamProcess(_Child):
+    """people-counter-stream, with a config of its own or the counter's config file."""
+
+    name = "stream"
+
+    def __init__(
+        self,
+        run_dir: Path,
+        ffmpeg: Path | None = None,
+        width: int = 768,
+        fps: float = 10.0,
+        quality: int = 5,
+        config_path: Path | None = None,
+    ) -> None:
+        super().__init__(run_dir)
+        self.ffmpeg = ffmpeg or pinned_ffmpeg()
+        if config_path is None:
+            config_path = run_dir / "stream.yml"
+            config_path.write_text(yaml.safe_dump({"stream": self.stream_section(run_dir, width, fps, quality)}))
+        self.config_path = config_path
+        stream = yaml.safe_load(config_path.read_text()).get("stream", {})
+        self.frame_socket = Path(stream.get("socket_path", "/run/people-counter/frames.sock"))
+        self.jpeg_socket = Path(stream.get("jpeg_socket_path", "/run/people-counter/mjpeg.sock"))
+
+    @staticmethod
+    def stream_section(run_dir: Path, width: int = 768, fps: float = 10.0, quality: int = 5) -> dict[str, Any]:
+        """The `stream:` section for a counter config that shares these sockets."""
+        return {
+            "socket_path": str(run_dir / "frames.sock"),
+            "jpeg_socket_path": str(run_dir / "mjpeg.sock"),
+            "width": width,
+            "fps": fps,
+            "quality": quality,
+        }
+
+    def start(self) -> StreamProcess:
+        self._spawn(
+            [sys.executable, "-m", "people_counter.stream", "-c", str(self.config_path)],
+            {"PEOPLE_COUNTER_FFMPEG": str(self.ffmpeg)},
+        )
+        deadline = time.monotonic() + _STARTUP_S
+        while not self.jpeg_socket.exists():
+            if not self.alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"people-counter-stream did not start:\n{self.log()}")
+            time.sleep(0.02)
+        return self
+
+    def __enter__(self) -> StreamProcess:
+        return self.start()
+
+
+class DashboardProcess(_Child):
+    """people-counter-dashboard on a free loopback port, reading the given broker and sockets."""
+
+    name = "dashboard"
+
+    def __init__(
+        self,
+        run_dir: Path,
+        broker: BrokerLike | None,
+        jpeg_socket: Path,
+        database: Path | None = None,
+        device_id: str = "test-device",
+        password: str = DEFAULT_PASSWORD,
+        mqtt_user: str = "dashboard",
+        mqtt_password: str = "dashpw",
+        stale_after_s: float = 10.0,
+        port: int | None = None,
+    ) -> None:
+        super().__init__(run_dir)
+        self.password = password
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        pw_file = run_dir / "dashboard-mqtt.pw"
+        pw_file.write_text(mqtt_password + "\n")
+        pw_file.chmod(0o600)
+        config: dict[str, Any] = {
+            "listen": {"host": "127.0.0.1", "port": self.port},
+            # A fixed salt keeps test start-up fast and repeatable; devices use a random one.
+            "auth": {
+                "password_hash": hash_password(password, b"test-salt-fixed!"),
+                "session_secret_file": str(run_dir / "session.key"),
+            },
+            "mqtt": {
+                "host": broker.host if broker else "127.0.0.1",
+                "port": broker.port if broker else free_port(),
+                "username": mqtt_user,
+                "password_file": str(pw_file),
+                "device_id": device_id,
+            },
+            "database": str(database or run_dir / "counts.sqlite3"),
+            "jpeg_socket": str(jpeg_socket),
+            "stale_after_s": stale_after_s,
+        }
+        self.config_path = run_dir / "dashboard.yml"
+        self.config_path.write_text(yaml.safe_dump(config))
+
+    def start(self) -> DashboardProcess:
+        self._spawn([sys.executable, "-m", "people_counter.dashboard.app", "-c", str(self.config_path)])
+        deadline = time.monotonic() + _STARTUP_S
+        while True:
+            try:
+                status, _, _ = http_get(self.url + "/healthz")
+                if status in (200, 503):
+                    return self
+            except OSError:
+                pass
+            if not self.alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"people-counter-dashboard did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+    def __enter__(self) -> DashboardProcess:
+        return self.start()
+
+    def login(self, password: str | None = None) -> tuple[int, str]:
+        """POST the login form; returns (status, "pc_session=..." or "")."""
+        return login(self.url, self.password if password is None else password)
+
+
+def http_get(url: str, cookie: str = "", timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    parsed = url.split("/", 3)
+    host, path = parsed[2], "/" + (parsed[3] if len(parsed) > 3 else "")
+    conn = http.client.HTTPConnection(host, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def login(url: str, password: str) -> tuple[int, str]:
+    host = url.split("/", 3)[2]
+    conn = http.client.HTTPConnection(host, timeout=10)
+    try:
+        body = "password=" + password
+        conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        response.read()
+        cookie = response.getheader("Set-Cookie") or ""
+        return response.status, cookie.split(";", 1)[0] if cookie else ""
+    finally:
+        conn.close()
+
+
+class LivePair:
+    """The stream encoder and the dashboard together, wired by sockets in run_dir."""
+
+    def __init__(self, run_dir: Path, broker: BrokerLike | None, **dashboard: Any) -> None:
+        stream_opts = {
+            k: dashboard.pop(k) for k in ("ffmpeg", "width", "fps", "quality", "config_path") if k in dashboard
+        }
+        self.stream = StreamProcess(run_dir, **stream_opts)
+        self.dashboard = DashboardProcess(run_dir, broker, self.stream.jpeg_socket, **dashboard)
+
+    @property
+    def frame_socket(self) -> Path:
+        return self.stream.frame_socket
+
+    @property
+    def url(self) -> str:
+        return self.dashboard.url
+
+    def login(self, password: str | None = None) -> str:
+        status, cookie = self.dashboard.login(password)
+        if status != 303 or not cookie:
+            raise RuntimeError(f"login failed with HTTP {status}")
+        return cookie
+
+    def get(self, path: str, cookie: str = "") -> tuple[int, dict[str, str], bytes]:
+        return http_get(self.url + path, cookie)
+
+    def __enter__(self) -> LivePair:
+        self.dashboard.start()
+        try:
+            self.stream.start()
+        except BaseException:
+            self.dashboard.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.stop()
+        self.dashboard.stop()

@@ -1,0 +1,177 @@
+"""people-counter-stream with the pinned ffmpeg: real frames in, real JPEGs out, counter restarts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+import pytest
+
+from people_counter.dashboard.testing import StreamProcess, pinned_ffmpeg, short_tmp
+from people_counter.frame_sink import FrameSink
+from people_counter.stream import JPEG_META, MSG_HEADER, JpegSplitter, StreamHeader, ffmpeg_command
+
+
+class JpegClient:
+    """The dashboard's side of the stream's JPEG socket, read synchronously."""
+
+    def __init__(self, path: Path) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(str(path))
+                break
+            except OSError:
+                self.sock.close()
+                assert time.monotonic() < deadline, "the stream's JPEG socket never appeared"
+                time.sleep(0.05)
+        self.sock.settimeout(10)
+        self.file = self.sock.makefile("rb")
+        self.status: dict[str, object] = {}
+
+    def next(self) -> tuple[str, object]:
+        kind, n = MSG_HEADER.unpack(self.file.read(MSG_HEADER.size))
+        body = self.file.read(n)
+        if kind == b"S":
+            self.status = json.loads(body)
+            return "status", self.status
+        seq, ts = JPEG_META.unpack_from(body)
+        return "jpeg", (seq, ts, body[JPEG_META.size :])
+
+    def jpegs(self, count: int, timeout: float = 10) -> list[tuple[int, float, bytes]]:
+        out: list[tuple[int, float, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count:
+            assert time.monotonic() < deadline, f"only {len(out)} JPEGs, status {self.status}"
+            kind, value = self.next()
+            if kind == "jpeg":
+                out.append(value)  # type: ignore[arg-type]
+        return out
+
+    def wait_status(self, state: str, timeout: float = 10) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while self.status.get("state") != state:
+            assert time.monotonic() < deadline, f"encoder never {state}: {self.status}"
+            self.next()
+        return self.status
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    with short_tmp() as path:
+        yield path
+
+
+def pattern(seq: int, w: int = 640, h: int = 480) -> np.ndarray:
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :, 2] = 200  # red in BGR: the JPEG must still be red
+    cv2.putText(img, str(seq), (20, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 5)
+    return img
+
+
+def feed(sink: FrameSink, seconds: float, fps: float = 20, size: tuple[int, int] = (640, 480)) -> None:
+    end = time.monotonic() + seconds
+    seq = 0
+    while time.monotonic() < end:
+        seq += 1
+        sink.offer(pattern(seq, *size))
+        time.sleep(1 / fps)
+
+
+def test_jpeg_splitter_handles_any_chunking() -> None:
+    ok, enc = cv2.imencode(".jpg", pattern(1))
+    assert ok
+    one = enc.tobytes()
+    stream = one * 3
+    for size in (1, 2, 7, 4096, len(stream)):
+        splitter = JpegSplitter()
+        got = [j for i in range(0, len(stream), size) for j in splitter.feed(stream[i : i + size])]
+        assert got == [one, one, one]
+
+
+def test_ffmpeg_command_scales_only_down(tmp_path: Path) -> None:
+    header = StreamHeader(768, 576, 10.0)
+    assert "-vf" not in ffmpeg_command(tmp_path / "ffmpeg", header, 768, 5)
+    cmd = ffmpeg_command(tmp_path / "ffmpeg", header, 384, 7)
+    assert cmd[cmd.index("-vf") + 1] == "scale=384:-2"
+    assert cmd[cmd.index("-q:v") + 1] == "7"
+    assert cmd[cmd.index("-video_size") + 1] == "768x576"
+
+
+def test_encodes_real_frames_and_survives_a_counter_restart(run_dir: Path) -> None:
+    ffmpeg = pinned_ffmpeg()
+    with StreamProcess(run_dir, ffmpeg=ffmpeg, width=640) as stream:
+        client = JpegClient(stream.jpeg_socket)
+        try:
+            assert client.wait_status("waiting")["frames_in"] == 0
+            sink = FrameSink(stream.frame_socket, 20.0)
+            try:
+                feeder = threading.Thread(target=feed, args=(sink, 1.5))
+                feeder.start()
+                jpegs = client.jpegs(8)
+                feeder.join()
+            finally:
+                sink.close()
+            image = cv2.imdecode(np.frombuffer(jpegs[-1][2], np.uint8), cv2.IMREAD_COLOR)
+            assert image.shape == (480, 640, 3)
+            b, g, r = (float(c) for c in image[10:40, 10:40].reshape(-1, 3).mean(axis=0))
+            assert r > 170 and b < 40 and g < 40
+            seqs = [seq for seq, _, _ in jpegs]
+            assert seqs == sorted(seqs) and seqs[0] > 0
+            assert all(abs(time.time() - ts) < 10 for _, ts, _ in jpegs)
+            status = client.wait_status("running") if client.status.get("state") != "waiting" else client.status
+            ffmpeg_pids = {p.pid for p in psutil.Process(stream.pid).children() if p.name() == "ffmpeg"}
+
+            # The counter went away: ffmpeg ends cleanly and the stream waits.
+            client.wait_status("waiting")
+            time.sleep(0.2)
+            assert not [p for p in psutil.Process(stream.pid).children() if p.name() == "ffmpeg"]
+
+            # The counter is back, with another frame size: a new ffmpeg for the new size.
+            sink = FrameSink(stream.frame_socket, 10.0)
+            try:
+                feeder = threading.Thread(target=feed, args=(sink, 1.5, 10, (320, 240)))
+                feeder.start()
+                new_jpegs = client.jpegs(4)
+                status = client.wait_status("running")
+                new_pids = {p.pid for p in psutil.Process(stream.pid).children() if p.name() == "ffmpeg"}
+                feeder.join()
+            finally:
+                sink.close()
+            image = cv2.imdecode(np.frombuffer(new_jpegs[-1][2], np.uint8), cv2.IMREAD_COLOR)
+            assert image.shape == (240, 320, 3)
+            assert status["restarts"] == 1 and status["width"] == 320
+            assert new_pids and not (new_pids & ffmpeg_pids)
+        finally:
+            client.close()
+    assert stream.returncode == 0, stream.log()
+
+
+def test_a_stalled_dashboard_reader_does_not_stall_the_encoder(run_dir: Path) -> None:
+    with StreamProcess(run_dir, ffmpeg=pinned_ffmpeg(), width=640) as stream:
+        stalled = JpegClient(stream.jpeg_socket)  # connects, then never reads
+        live = JpegClient(stream.jpeg_socket)
+        sink = FrameSink(stream.frame_socket, 25.0)
+        try:
+            feeder = threading.Thread(target=feed, args=(sink, 4.0, 25))
+            feeder.start()
+            jpegs = live.jpegs(60, timeout=15)
+            feeder.join()
+            assert len(jpegs) == 60
+            assert sink.dropped < sink.sent  # the encoder kept up while one reader stalled
+        finally:
+            sink.close()
+            stalled.close()
+            live.close()
+    assert stream.returncode == 0, stream.log()
