@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     with_state_dir("inventory", "rewrite STATE_DIR/inventory.yml")
     build = sub.add_parser("build", help="build (or reuse) the cached root filesystems")
-    build.add_argument("release", nargs="+", choices=template.RELEASES)
+    build.add_argument(
+        "release", nargs="*", help=f"any of {', '.join(template.RELEASES)}"
+    )
+    build.add_argument(
+        "--prune", action="store_true", help="delete templates of older recipes"
+    )
     return parser
 
 
@@ -133,6 +138,9 @@ def cmd_build(args: argparse.Namespace) -> None:
     require_tools(["debootstrap", "systemctl"])
     for release in args.release:
         print(template.ensure_template(release))
+    if args.prune:
+        for path in template.prune():
+            log(f"removed {path}")
 
 
 COMMANDS = {

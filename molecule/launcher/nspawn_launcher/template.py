@@ -208,3 +208,23 @@ def customise(release: str, rootfs: Path) -> None:
         for path in rootfs.glob(pattern):
             if path.is_file():
                 path.unlink()
+
+
+def prune() -> list[Path]:
+    """Delete cached templates the current recipe no longer uses, unless mounted."""
+    root = cache_dir()
+    if not root.is_dir():
+        return []
+    current = {template_key(release) for release in RELEASES}
+    mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
+    removed = []
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or path.name in current or not path.is_dir():
+            continue
+        if f"lowerdir={path / 'rootfs'}" in mountinfo:
+            log(f"keeping {path}: a running host still uses it")
+            continue
+        remove_tree(path)
+        (root / f".{path.name}.lock").unlink(missing_ok=True)
+        removed.append(path)
+    return removed
