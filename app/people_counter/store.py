@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, NamedTuple, cast
 
 from people_counter.errors import UserError
 from people_counter.paths import database_path
@@ -236,15 +236,15 @@ def request_reset(state_dir: Path, reason: str = "command") -> None:
 # -- reading (shared by the counter's store and the dashboard) ---------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryBucket:
-    """Aggregates of one time bucket for the charts."""
+class HistoryBucket(NamedTuple):
+    """Aggregates of one time bucket for the charts (a tuple, so rows unpack and serialise plainly)."""
 
     start_ts: float
     avg_count: float
-    max_count: int
+    """The mean of people in view over the frames of the bucket."""
     entries: int
     exits: int
+    max_count: int
     in_count: int
     out_count: int
 
@@ -282,7 +282,7 @@ class CountReader:
             """
             SELECT (minute_ts / :bucket) * :bucket AS start,
                    CAST(SUM(count_sum) AS REAL) / MAX(SUM(samples), 1),
-                   MAX(count_max), SUM(entries), SUM(exits), SUM(in_count), SUM(out_count)
+                   SUM(entries), SUM(exits), MAX(count_max), SUM(in_count), SUM(out_count)
             FROM minutes
             WHERE minute_ts >= :since AND minute_ts < :until
             GROUP BY start ORDER BY start
@@ -307,6 +307,32 @@ class CountReader:
 
 def open_readonly(path: Path) -> CountReader:
     return CountReader.open_readonly(path)
+
+
+# One-shot helpers for a web handler: open read-only, query, close. A database that does not
+# exist yet (the counter never ran) has no history: an empty answer, not an error.
+
+
+def history(path: Path, since_ts: float, until_ts: float | None = None, bucket_s: int = 60) -> list[HistoryBucket]:
+    if not path.exists():
+        return []
+    reader = CountReader.open_readonly(path)
+    try:
+        return reader.history(since_ts, time.time() + 60 if until_ts is None else until_ts, bucket_s)
+    finally:
+        reader.close()
+
+
+def recent_alerts(path: Path, limit: int = 20) -> list[dict[str, object]]:
+    """Newest first, shaped like the MQTT `alert` payload: {type, value, threshold, ts}."""
+    if not path.exists():
+        return []
+    reader = CountReader.open_readonly(path)
+    try:
+        alerts = reader.recent_alerts(limit)
+    finally:
+        reader.close()
+    return [{"type": a.type, "value": a.value, "threshold": a.threshold, "ts": a.ts} for a in alerts]
 
 
 # -- writing (the counter) ----------------------------------------------------------------------
@@ -472,7 +498,7 @@ class CountStore(CountReader):
             for table, column in (("events", "ts"), ("crossings", "ts"), ("alerts", "ts"), ("minutes", "minute_ts")):
                 removed += self._db.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,)).rowcount
         if removed:
-            log.info("pruned %d rows older than %d days", removed, self.retention_days)
+            log.debug("pruned %d rows older than %d days", removed, self.retention_days)
         return removed
 
     # -- count periods ----------------------------------------------------------------------------

@@ -20,8 +20,10 @@ from people_counter.store import (
     MIGRATIONS,
     CountStore,
     StoreError,
+    history,
     migrate,
     open_readonly,
+    recent_alerts,
     request_reset,
     schema_version,
 )
@@ -225,6 +227,10 @@ def test_per_minute_aggregates(tmp_path: Path) -> None:
     two = store.history(T0, T0 + 180, bucket_s=120)
     assert [(b.start_ts, b.avg_count, b.max_count, b.entries) for b in two] == [(T0, 1.0, 3, 1), (T0 + 120, 4.0, 4, 0)]
     store.close()
+    # The dashboard's one-shot helper reads the same rows from the file.
+    rows = history(database_path(tmp_path), T0, T0 + 180)
+    assert [tuple(r[:4]) for r in rows] == [(T0, 2.0, 1, 1), (T0 + 60, 0.0, 0, 0), (T0 + 120, 4.0, 0, 0)]
+    assert history(tmp_path / "absent.sqlite3", T0) == []
 
 
 def test_readonly_reader_sees_the_writer(tmp_path: Path) -> None:
@@ -233,6 +239,7 @@ def test_readonly_reader_sees_the_writer(tmp_path: Path) -> None:
     store.record(Totals(total=4), CountingResult(alerts=(alert,)), count=12, ts=T0, last_track_id=9)
     reader = open_readonly(database_path(tmp_path))
     assert reader.recent_alerts() == [alert]
+    assert recent_alerts(database_path(tmp_path)) == [{"type": "occupancy", "value": 12.0, "threshold": 10.0, "ts": T0}]
     assert reader.current_totals().total == 4
     store.record(Totals(total=5), enter(10, T0 + 1), count=12, ts=T0 + 1, last_track_id=10)
     assert reader.current_totals().total == 5  # each query sees the latest commit
