@@ -1,6 +1,7 @@
 """people_counter_password_hash: the dashboard's login hash, with a stable salt.
 
-Format `pbkdf2_sha256$<iterations>$<salt b64>$<hash b64>` (hashlib.pbkdf2_hmac). The salt
+The format is the dashboard's (`people-counter-dashboard hash-password`):
+`scrypt$<n>$<r>$<p>$<salt b64>$<key b64>`, hashlib.scrypt with a 32-byte key. The salt
 comes from a seed (host and user), so that an unchanged password renders an unchanged
 dashboard.yml and a second run changes nothing.
 """
@@ -12,20 +13,20 @@ import hashlib
 
 from ansible.errors import AnsibleFilterError
 
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+KEY_BYTES = 32
+SALT_BYTES = 16
 
-def people_counter_password_hash(password, seed, iterations=600000):
+
+def people_counter_password_hash(password, seed):
     if not isinstance(password, str) or not password:
         raise AnsibleFilterError("people_counter_password_hash: the password must be a non-empty string")
     if not seed:
         raise AnsibleFilterError("people_counter_password_hash: a seed (e.g. host and user) is required")
-    iterations = int(iterations)
-    salt = hashlib.sha256(("people-counter-salt:" + str(seed)).encode("utf-8")).digest()[:16]
-    key = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    return "pbkdf2_sha256${}${}${}".format(
-        iterations,
-        base64.b64encode(salt).decode("ascii"),
-        base64.b64encode(key).decode("ascii"),
-    )
+    salt = hashlib.sha256(("people-counter-salt:" + str(seed)).encode("utf-8")).digest()[:SALT_BYTES]
+    key = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=KEY_BYTES)
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
 
 
 class FilterModule:
