@@ -1,8 +1,9 @@
 """A real Mosquitto for tests and the benchmark, plus a subscriber that records what it receives.
 
-The broker gets a loopback listener on a free port, a password file, an ACL shaped like the
-appliance's (the counter writes under its prefix and the compatibility topics, the dashboard
-only reads) and no persistence, so a restart loses retained messages just as a device's
+The broker gets a loopback listener on a free port (and optionally a TLS one with a throw-away
+CA), a password file, an ACL shaped like the appliance's (the counter writes under its prefix
+and the compatibility topics, the dashboard only reads its prefix, the original UI's user only
+reads the compatibility topics) and no persistence, so a restart loses retained messages just as a device's
 broker without persistence would: that is what proves the publisher republishes its state.
 """
 
@@ -66,6 +67,7 @@ class MosquittoBroker:
         dashboard_user: str = "dashboard",
         compat_user: str = "ui",
         port: int | None = None,
+        tls: bool = False,
     ) -> None:
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.topic_prefix = topic_prefix
@@ -74,7 +76,10 @@ class MosquittoBroker:
         self.dashboard_user = dashboard_user
         self.compat_user = compat_user
         self.port = port if port is not None else free_port()
+        self.tls_port: int | None = free_port() if tls else None
         self.dir = Path(tempfile.mkdtemp(prefix="mosquitto-test-"))
+        self.ca_file = self.dir / "ca.crt"
+        """With tls=True: the CA that signed the broker's certificate (for 127.0.0.1 and localhost)."""
         self.conf_path = self.dir / "mosquitto.conf"
         self.log_path = self.dir / "mosquitto.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -92,27 +97,47 @@ class MosquittoBroker:
         # Mosquitto started as root drops to the user 'mosquitto', which could not read this
         # private temp dir; naming the current user keeps it as it is.
         run_as = pwd.getpwuid(os.getuid()).pw_name
-        self.conf_path.write_text(
-            "\n".join(
-                [
-                    "per_listener_settings false",
-                    f"user {run_as}",
-                    f"listener {self.port} {self.host}",
-                    "allow_anonymous false",
-                    f"password_file {passwd}",
-                    f"acl_file {acl}",
-                    "persistence false",
-                    f"log_dest file {self.log_path}",
-                    "log_type error",
-                    "log_type warning",
-                    "log_type notice",
-                    "log_type information",
-                    "connection_messages true",
-                    "",
-                ]
-            ),
-            encoding="utf-8",
-        )
+        lines = [
+            "per_listener_settings false",
+            f"user {run_as}",
+            "allow_anonymous false",
+            f"password_file {passwd}",
+            f"acl_file {acl}",
+            "persistence false",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            f"listener {self.port} {self.host}",
+        ]
+        if self.tls_port is not None:
+            certfile, keyfile = self._make_certificates()
+            lines += [
+                f"listener {self.tls_port} {self.host}",
+                f"cafile {self.ca_file}",
+                f"certfile {certfile}",
+                f"keyfile {keyfile}",
+            ]
+        self.conf_path.write_text("\n".join([*lines, ""]), encoding="utf-8")
+
+    def _make_certificates(self) -> tuple[Path, Path]:
+        """A throw-away CA and a server certificate for 127.0.0.1, made with the openssl command."""
+        ca_key, key, csr, cert = (self.dir / n for n in ("ca.key", "server.key", "server.csr", "server.crt"))
+        ext = self.dir / "server.ext"
+        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n", encoding="utf-8")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+        sign = ["-CA", self.ca_file, "-CAkey", ca_key, "-CAcreateserial", "-extfile", ext]
+        commands = [
+            ["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", self.ca_file, "-subj", "/CN=test CA", *ca_ext],
+            ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+            ["openssl", "x509", "-req", "-in", csr, *sign, "-out", cert, "-days", "2"],
+        ]
+        for command in commands:
+            subprocess.run([str(part) for part in command], check=True, capture_output=True)
+        return cert, key
 
     def _acl_text(self) -> str:
         lines = [f"user {self.counter_user}"]
@@ -148,7 +173,7 @@ class MosquittoBroker:
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                 raise RuntimeError(f"mosquitto exited with {self._process.returncode}: {err}{self.log()}")
-            if _port_accepts(self.host, self.port):
+            if all(_port_accepts(self.host, port) for port in (self.port, self.tls_port) if port is not None):
                 return
             time.sleep(0.02)
         self.kill()
@@ -214,7 +239,15 @@ class ReceivedMessage:
 class MessageCollector:
     """A real MQTT subscriber that records every message, for assertions."""
 
-    def __init__(self, host: str, port: int, username: str, password: str, topics: Iterable[str]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        topics: Iterable[str],
+        ca_file: Path | None = None,
+    ) -> None:
         self.topics = list(topics)
         self.messages: list[ReceivedMessage] = []
         self._cond = threading.Condition()
@@ -223,6 +256,8 @@ class MessageCollector:
         self._started = False
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{uuid.uuid4().hex[:8]}")
         self._client.username_pw_set(username, password)
+        if ca_file is not None:
+            self._client.tls_set(ca_certs=str(ca_file))
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
@@ -296,7 +331,13 @@ class MessageCollector:
 
 
 def subscribe_collect(
-    host: str, port: int, user: str, pw: str, topics: Iterable[str], timeout_s: float = 5.0
+    host: str,
+    port: int,
+    user: str,
+    pw: str,
+    topics: Iterable[str],
+    timeout_s: float = 5.0,
+    ca_file: Path | None = None,
 ) -> MessageCollector:
     """A started collector, subscribed (SUBACK received) to topics; stop() it when done."""
-    return MessageCollector(host, port, user, pw, topics).start(timeout_s)
+    return MessageCollector(host, port, user, pw, topics, ca_file).start(timeout_s)

@@ -133,6 +133,8 @@ class MqttPublisher:
         if self._started:
             return
         password = self._read_password()
+        if password is not None and self.cfg.username is None:
+            raise ConfigError("mqtt.password_file is set but mqtt.username is not")
         if self.cfg.username is not None or password is not None:
             self._client.username_pw_set(self.cfg.username, password)
         self._configure_tls()
@@ -177,6 +179,7 @@ class MqttPublisher:
         # connection must never leave stale figures behind.
         with self._lock:
             self._republish = True
+            self._compat_sent = None  # the original UI may have connected meanwhile
             self._send_state_if_due(self._clock())
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:

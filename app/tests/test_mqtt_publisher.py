@@ -392,3 +392,30 @@ def test_stop_is_bounded_when_the_broker_is_gone(password_file: Path, device_id:
         started = time.monotonic()
         publisher.stop(make_state())
         assert time.monotonic() - started < 2.5
+
+
+def test_tls_with_the_brokers_ca(password_file: Path, device_id: str) -> None:
+    base = f"people_counter/{device_id}"
+    with MosquittoBroker(tls=True) as own:
+        assert own.tls_port is not None
+        tls = {"ca_file": own.ca_file}
+        publisher = MqttPublisher(config_for(own, password_file, port=own.tls_port, tls=tls), device_id)
+        publisher.start()
+        assert wait_until(published(publisher))
+        publisher.publish_state(make_state(count=7, total=8))
+        with subscribe_collect(
+            own.host, own.tls_port, "dashboard", "dashpw", [f"{base}/state"], ca_file=own.ca_file
+        ) as seen:
+            message = seen.wait_for(lambda m: True)
+            assert message is not None and json.loads(message.payload)["count"] == 7
+        publisher.stop(None)
+
+
+def test_tls_files_and_username_are_checked_at_start(broker: MosquittoBroker, tmp_path: Path) -> None:
+    cfg = config_for(broker, tmp_path / "pw", tls={"ca_file": tmp_path / "no-ca.crt"})
+    (tmp_path / "pw").write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"mqtt\.tls\.ca_file: .*no-ca\.crt: no such file"):
+        MqttPublisher(cfg, "dev-tls").start()
+    cfg = config_for(broker, tmp_path / "pw", username=None)
+    with pytest.raises(ConfigError, match=r"mqtt\.password_file is set but mqtt\.username is not"):
+        MqttPublisher(cfg, "dev-nouser").start()
