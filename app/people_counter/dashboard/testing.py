@@ -305,3 +305,199 @@ class LivePair:
     def __exit__(self, *exc: object) -> None:
         self.stream.stop()
         self.dashboard.stop()
+
+
+def state_message(**figures: Any) -> dict[str, Any]:
+    """A `state` payload as the counter publishes it (DESIGN.md), with figures overridden."""
+    message: dict[str, Any] = {
+        "count": 0,
+        "total": 0,
+        "in": 0,
+        "out": 0,
+        "avg_duration_s": 0.0,
+        "fps": 10.0,
+        "inference_ms": 8.0,
+        "dropped_frames": 0,
+        "input": "ok",
+        "uptime_s": 60.0,
+        "ts": time.time(),
+        "privacy_blur": True,
+    }
+    message.update(figures)
+    return message
+
+
+class CounterPublisher:
+    """Publishes what the counter would, as the broker's `counter` user: for tests without a counter."""
+
+    def __init__(
+        self,
+        broker: BrokerLike,
+        device_id: str = "test-device",
+        username: str = "counter",
+        password: str = "counterpw",
+        prefix: str = "people_counter",
+    ) -> None:
+        import json
+        import uuid
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self._json = json
+        self.base = f"{prefix}/{device_id}"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-counter-{uuid.uuid4().hex[:8]}")
+        self.client.username_pw_set(username, password)
+        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.loop_start()
+
+    def _publish(self, leaf: str, payload: Any, retain: bool = False) -> None:
+        data = payload if isinstance(payload, str) else self._json.dumps(payload)
+        self.client.publish(f"{self.base}/{leaf}", data, qos=1, retain=retain).wait_for_publish(5)
+
+    def state(self, **figures: Any) -> dict[str, Any]:
+        message = state_message(**figures)
+        self._publish("state", message, retain=True)
+        return message
+
+    def alert(self, type_: str = "occupancy", value: float = 12, threshold: float = 10) -> dict[str, Any]:
+        message = {"type": type_, "value": value, "threshold": threshold, "ts": time.time()}
+        self._publish("alert", message)
+        return message
+
+    def available(self, value: str = "online") -> None:
+        self._publish("available", value, retain=True)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> CounterPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MjpegViewer:
+    """An HTTP client of /video.mjpg in its own thread, recording each part's arrival.
+
+    `received` holds (X-Frame-Seq, X-Frame-Ts, arrival time.time(), JPEG bytes length).
+    With read=False it connects and then never reads: a stalled viewer.
+    """
+
+    def __init__(self, url: str, cookie: str, read: bool = True, keep_jpegs: bool = False) -> None:
+        import threading
+
+        self.received: list[tuple[int, float, float, int]] = []
+        self.jpegs: list[bytes] = []
+        self.keep_jpegs = keep_jpegs
+        self.status = 0
+        self.error = ""
+        host = url.split("/", 3)[2]
+        name, port = host.rsplit(":", 1)
+        self.sock = socket.create_connection((name, int(port)))
+        # A small receive buffer makes a stalled viewer's backlog show up quickly on the server.
+        if not read:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.sendall(f"GET /video.mjpg HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n".encode())
+        self._stop = False
+        self.thread = threading.Thread(target=self._read, daemon=True) if read else None
+        if self.thread is not None:
+            self.thread.start()
+
+    def _read(self) -> None:
+        stream = self.sock.makefile("rb")
+        try:
+            status_line = stream.readline().decode()
+            self.status = int(status_line.split()[1])
+            while stream.readline() not in (b"\r\n", b""):
+                pass  # response headers
+            if self.status != 200:
+                return
+            while not self._stop:
+                headers: dict[str, str] = {}
+                line = stream.readline()
+                if not line:
+                    return
+                if line.strip() in (b"", b"--frame"):
+                    if line.strip() == b"":
+                        continue
+                    while (line := stream.readline()) not in (b"\r\n", b""):
+                        key, _, value = line.decode().partition(":")
+                        headers[key.strip().lower()] = value.strip()
+                    body = stream.read(int(headers["content-length"]))
+                    arrived = time.time()
+                    self.received.append(
+                        (int(headers.get("x-frame-seq", 0)), float(headers.get("x-frame-ts", 0)), arrived, len(body))
+                    )
+                    if self.keep_jpegs:
+                        self.jpegs.append(body)
+        except (OSError, ValueError) as error:
+            self.error = str(error)
+
+    def close(self) -> None:
+        self._stop = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        if self.thread is not None:
+            self.thread.join(5)
+
+
+class SseClient:
+    """Reads /events in a thread; `events` holds (event name, parsed JSON data, arrival time)."""
+
+    def __init__(self, url: str, cookie: str) -> None:
+        import json
+        import threading
+
+        self._json = json
+        self.events: list[tuple[str, Any, float]] = []
+        self._cond = threading.Condition()
+        host = url.split("/", 3)[2]
+        self.conn = http.client.HTTPConnection(host, timeout=30)
+        self.conn.request("GET", "/events", headers={"Cookie": cookie})
+        self.response = self.conn.getresponse()
+        self.status = self.response.status
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        event, data = "message", ""
+        try:
+            while line := self.response.readline():
+                text = line.decode().rstrip("\n")
+                if text.startswith("event:"):
+                    event = text[6:].strip()
+                elif text.startswith("data:"):
+                    data += text[5:].strip()
+                elif not text and data:
+                    with self._cond:
+                        self.events.append((event, self._json.loads(data), time.time()))
+                        self._cond.notify_all()
+                    event, data = "message", ""
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            pass  # closed by close(): http.client may fail on a socket shut down under it
+
+    def wait_for(self, predicate: Any, timeout: float = 5.0) -> tuple[str, Any, float] | None:
+        """The first event (already received or arriving in time) for which predicate(name, data) holds."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for item in self.events[seen:]:
+                    if predicate(item[0], item[1]):
+                        return item
+                seen = len(self.events)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.conn.sock is not None:
+                self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.conn.close()
+        self.thread.join(5)

@@ -1,0 +1,264 @@
+"""people-counter-dashboard: the on-device web page and its JSON, SSE, MJPEG and metrics endpoints.
+
+people-counter-dashboard -c /etc/people-counter/dashboard.yml   serve (the default command)
+people-counter-dashboard hash-password [--salt-hex HEX] < pw    print a password hash
+people-counter-dashboard check-config FILE                      validate a config file
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import ssl
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from people_counter.dashboard import auth, history
+from people_counter.dashboard.config import DEFAULT_DASHBOARD_CONFIG, DashboardConfig, load_dashboard_config
+from people_counter.dashboard.live import LiveFeed
+from people_counter.dashboard.metrics import render_metrics
+from people_counter.dashboard.mjpeg import JpegSource
+from people_counter.errors import ConfigError, UserError
+
+log = logging.getLogger("people_counter.dashboard")
+
+STATIC_DIR = Path(__file__).with_name("static")
+CONFIG_KEY = web.AppKey("config", DashboardConfig)
+FEED_KEY = web.AppKey("feed", LiveFeed)
+VIDEO_KEY = web.AppKey("video", JpegSource)
+STARTED_KEY = web.AppKey("started", float)
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data), status=status, content_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+def _range(request: web.Request) -> str:
+    name = request.query.get("range", "hour")
+    if name not in history.RANGES:
+        raise web.HTTPBadRequest(text=f"range must be one of {', '.join(history.RANGES)}")
+    return name
+
+
+async def index(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def api_state(request: web.Request) -> web.Response:
+    return web.Response(
+        text=request.app[FEED_KEY].snapshot(), content_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def api_history(request: web.Request) -> web.Response:
+    return _json(await history.history(request.app[CONFIG_KEY].database, _range(request)))
+
+
+async def api_history_csv(request: web.Request) -> web.Response:
+    name = _range(request)
+    text = await history.history_csv(request.app[CONFIG_KEY].database, name)
+    device = request.app[CONFIG_KEY].mqtt.device_id
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="people-{device}-{name}.csv"'},
+    )
+
+
+async def api_alerts(request: web.Request) -> web.Response:
+    """Recent alerts: those heard live over MQTT first, then older ones from the database."""
+    live = list(request.app[FEED_KEY].alerts)
+    stored = await history.recent_alerts(request.app[CONFIG_KEY].database, 20)
+    seen = {(a.get("type"), round(float(a.get("ts", 0)), 1)) for a in live}
+    merged = live + [a for a in stored if (a.get("type"), round(float(a.get("ts", 0)), 1)) not in seen]
+    merged.sort(key=lambda a: float(a.get("ts", 0)), reverse=True)
+    return _json(merged[:20])
+
+
+async def healthz(request: web.Request) -> web.Response:
+    feed = request.app[FEED_KEY]
+    age = feed.state_age_s()
+    body = {
+        "status": "ok" if feed.fresh() else "stale",
+        "state_age_s": None if age is None else round(age, 2),
+        "stale_after_s": feed.stale_after_s,
+        "broker_connected": feed.broker_connected,
+        "encoder": request.app[VIDEO_KEY].encoder_health()["state"],
+    }
+    return _json(body, 200 if feed.fresh() else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    text = render_metrics(request.app[FEED_KEY], request.app[VIDEO_KEY])
+    return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"})
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    response = await handler(request)
+    # Everything is served from this device: no CDN, no inline script, no framing.
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def read_password_hash(cfg: DashboardConfig) -> str:
+    if cfg.auth.password_hash is not None:
+        value = cfg.auth.password_hash
+    else:
+        assert cfg.auth.password_hash_file is not None
+        try:
+            value = cfg.auth.password_hash_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"auth.password_hash_file: cannot read: {error.strerror}") from None
+    try:
+        auth.check_hash_format(value)
+    except ValueError as error:
+        raise ConfigError(f"auth: {error}") from None
+    return value
+
+
+def build_app(cfg: DashboardConfig) -> web.Application:
+    app = web.Application(middlewares=[security_headers, auth.require_login])
+    secret = auth.load_or_create_secret(cfg.auth.session_secret_file)
+    app[auth.SESSIONS_KEY] = auth.Sessions(
+        read_password_hash(cfg), secret, cfg.auth.session_max_age_s, secure=cfg.tls is not None
+    )
+    app[CONFIG_KEY] = cfg
+    app[STARTED_KEY] = time.time()
+    feed = LiveFeed(cfg.mqtt, cfg.stale_after_s)
+    video = JpegSource(cfg.jpeg_socket)
+    feed.extra_health = lambda: {
+        "encoder": video.encoder_health(),
+        "dashboard_uptime_s": round(time.time() - app[STARTED_KEY]),
+    }
+    app[FEED_KEY] = feed
+    app[VIDEO_KEY] = video
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        feed.start()
+        video.start()
+        beat = asyncio.create_task(feed.heartbeat())
+        yield
+        beat.cancel()
+        feed.stop()
+        await video.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    get_login, post_login, post_logout = auth.make_login_handlers(STATIC_DIR)
+    app.router.add_get("/", index)
+    app.router.add_get("/login", get_login)
+    app.router.add_post("/login", post_login)
+    app.router.add_post("/logout", post_logout)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/events", feed.sse)
+    app.router.add_get("/video.mjpg", video.serve)
+    app.router.add_get("/snapshot.jpg", video.snapshot)
+    app.router.add_get("/api/state", api_state)
+    app.router.add_get("/api/history", api_history)
+    app.router.add_get("/api/history.csv", api_history_csv)
+    app.router.add_get("/api/alerts", api_alerts)
+    app.router.add_static("/static", STATIC_DIR)
+    return app
+
+
+def _ssl_context(cfg: DashboardConfig) -> ssl.SSLContext | None:
+    if cfg.tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cfg.tls.cert_file, cfg.tls.key_file)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"tls: cannot load the certificate or key: {error}") from None
+    return context
+
+
+async def serve(cfg: DashboardConfig) -> None:
+    app = build_app(cfg)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.listen.host, cfg.listen.port, ssl_context=_ssl_context(cfg))
+    await site.start()
+    scheme = "https" if cfg.tls else "http"
+    log.info("dashboard on %s://%s:%d", scheme, cfg.listen.host, cfg.listen.port)
+    _notify("READY=1")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _notify("STOPPING=1")
+    await runner.cleanup()
+
+
+def _notify(message: str) -> None:
+    if os.environ.get("NOTIFY_SOCKET"):
+        import sdnotify
+
+        sdnotify.SystemdNotifier().notify(message)
+
+
+def _cmd_hash_password(args: argparse.Namespace) -> int:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("people-counter-dashboard: give the password on standard input", file=sys.stderr)
+        return 2
+    # A fixed salt (e.g. derived from the host name) lets Ansible render the same hash twice.
+    salt = bytes.fromhex(args.salt_hex) if args.salt_hex else None
+    print(auth.hash_password(password, salt))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="people-counter-dashboard", description="The people counter's web page.")
+    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_DASHBOARD_CONFIG, help="dashboard config (YAML)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="serve the dashboard (the default)")
+    hash_p = sub.add_parser("hash-password", help="read a password on stdin, print its hash for auth.password_hash")
+    hash_p.add_argument("--salt-hex", help="a fixed salt (hex), for reproducible hashes; random by default")
+    check_p = sub.add_parser("check-config", help="validate a dashboard config file")
+    check_p.add_argument("file", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "hash-password":
+            return _cmd_hash_password(args)
+        if args.command == "check-config":
+            read_password_hash(load_dashboard_config(args.file))
+            print(f"{args.file}: ok")
+            return 0
+        cfg = load_dashboard_config(args.config)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(cfg))
+        return 0
+    except UserError as error:
+        print(f"people-counter-dashboard: {error}", file=sys.stderr)
+        return error.exit_status
+    except ValueError as error:
+        print(f"people-counter-dashboard: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The dashboard's own config file (default /etc/people-counter/dashboard.yml), one typed model.
+
+It is separate from the counter's config because its secrets (the password hash, the
+MQTT password) must be readable by the dashboard's service user alone.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from people_counter.config import describe_validation_error
+from people_counter.errors import ConfigError
+
+DEFAULT_DASHBOARD_CONFIG = Path("/etc/people-counter/dashboard.yml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenConfig(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class AuthConfig(Section):
+    """The login. Exactly one of password_hash and password_hash_file (for LoadCredential=)."""
+
+    password_hash: str | None = None
+    password_hash_file: Path | None = None
+    session_secret_file: Path = Path("/var/lib/people-counter-dashboard/session.key")
+    session_max_age_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+
+    @model_validator(mode="after")
+    def _one_hash(self) -> AuthConfig:
+        if (self.password_hash is None) == (self.password_hash_file is None):
+            raise ValueError("set exactly one of password_hash and password_hash_file")
+        return self
+
+
+class TlsConfig(Section):
+    """HTTPS when both are set; the session cookie is then marked Secure."""
+
+    cert_file: Path
+    key_file: Path
+
+
+class DashboardMqttConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    topic_prefix: str = "people_counter"
+    device_id: str = Field(default_factory=socket.gethostname)
+
+    @field_validator("topic_prefix", "device_id")
+    @classmethod
+    def _topic_level(cls, value: str) -> str:
+        if not value or any(c in value for c in "#+/ "):
+            raise ValueError("must be one MQTT topic level: no '/', '#', '+' or spaces")
+        return value
+
+
+class DashboardConfig(Section):
+    listen: ListenConfig = ListenConfig()
+    auth: AuthConfig
+    tls: TlsConfig | None = None
+    mqtt: DashboardMqttConfig = DashboardMqttConfig()
+    database: Path = Path("/var/lib/people-counter/counts.sqlite3")
+    """The counter's SQLite, opened read-only."""
+    jpeg_socket: Path = Path("/run/people-counter/mjpeg.sock")
+    """Where people-counter-stream serves the encoded JPEGs."""
+    stale_after_s: float = Field(default=10.0, gt=0, le=300)
+
+
+def load_dashboard_config(path: Path) -> DashboardConfig:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    try:
+        return DashboardConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {describe_validation_error(error)}") from None
