@@ -47,14 +47,26 @@ IntArray = npt.NDArray[np.intp]
 # camera, so one set of numbers serves people near and far.
 _MEASUREMENT_STD = np.array([0.05, 0.05, 0.05, 0.05])
 """Detector jitter, about 5% of the height (ByteTrack uses the same 1/20)."""
-_ACCELERATION_STD = np.array([1.0, 1.0, 0.3, 0.3])
-"""Per second squared: walkers start, stop and turn; boxes change size more slowly."""
-_INITIAL_VELOCITY_STD = np.array([1.0, 1.0, 0.2, 0.2])
-"""Per second, for a new track whose motion is unknown: a walker does about 0.8 heights a second."""
+_ACCELERATION_STD = np.array([1.0, 1.0, 0.0, 0.0])
+"""Of the centre, per second squared: walkers start, stop and turn."""
+_INITIAL_VELOCITY_STD = np.array([1.0, 1.0, 0.0, 0.0])
+"""Of the centre, per second, for a new track: a walker does about 0.8 heights a second."""
+_SIZE_DRIFT_STD = np.array([0.0, 0.0, 0.15, 0.15])
+"""Of the size, per square root of a second. The size has no velocity: it is a random walk. Box
+sizes from the detector jump from frame to frame (legs apart, a half-hidden body), and a size
+velocity estimated from them, extrapolated over a one-second gap, shrank boxes to a few pixels or
+grew them by half on the sample video, so that the person no longer matched when seen again."""
 
 _LOW_SCORE_MATCH_IOU = 0.5
 """Gate of the second stage. Low-score boxes are often false positives, so they may only extend a
 track they overlap well; a weaker overlap leaves the track bridging on its prediction instead."""
+
+BRIDGED_BUFFER = 0.3
+"""A bridged track is matched with buffered boxes (C-BIoU): its prediction, its last detected box
+and the detections are all enlarged by this fraction of their size on each side before the IoU.
+Where a person is during a gap grows less certain with time, and a small far-away box loses all
+overlap after a few pixels of error (on the sample video, people 17 px wide were lost this way and
+counted twice). Tracks seen on the previous frame keep the plain IoU, so neighbours are not merged."""
 
 TENTATIVE_MAX_GAP_S = 0.25
 """How long a not yet confirmed track may go undetected: one missed frame at 10 fps, five at 25 fps."""
@@ -64,7 +76,7 @@ _MIN_SIZE_PX = 1.0
 
 
 class BoxKalmanFilter:
-    """Constant-velocity Kalman filter over many boxes at once, state (cx, cy, w, h) and velocities.
+    """Kalman filter over many boxes at once: the centre at constant velocity, the size a random walk.
 
     With a constant-velocity model and diagonal noise the four coordinates never interact, so the
     usual 8x8 filter splits exactly into four independent 2x2 ones (position, velocity). Each 2x2
@@ -82,6 +94,7 @@ class BoxKalmanFilter:
         self._p_pp = np.zeros((capacity, 4))
         self._p_pv = np.zeros((capacity, 4))
         self._p_vv = np.zeros((capacity, 4))
+        self._observed = np.zeros((capacity, 4))
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._used = np.zeros(capacity, dtype=bool)
 
@@ -101,6 +114,7 @@ class BoxKalmanFilter:
         self._p_pp[slot] = (_MEASUREMENT_STD * height) ** 2
         self._p_pv[slot] = 0.0
         self._p_vv[slot] = (_INITIAL_VELOCITY_STD * height) ** 2
+        self._observed[slot] = box_xyxy
         self._used[slot] = True
         return slot
 
@@ -111,6 +125,7 @@ class BoxKalmanFilter:
         self._p_pp[slot] = 0.0
         self._p_pv[slot] = 0.0
         self._p_vv[slot] = 0.0
+        self._observed[slot] = 0.0
         self._used[slot] = False
         self._free.append(slot)
 
@@ -124,13 +139,19 @@ class BoxKalmanFilter:
         self._p_pp += 2.0 * dt * self._p_pv + dt * dt * self._p_vv + q * (dt**3 / 3.0)
         self._p_pv += dt * self._p_vv + q * (dt * dt / 2.0)
         self._p_vv += q * dt
+        self._p_pp += self._size_drift_var(height) * dt
         # A box cannot shrink through zero however its size was moving before a gap.
         np.maximum(self._pos[:, 2:4], _MIN_SIZE_PX * self._used[:, None], out=self._pos[:, 2:4])
+
+    @staticmethod
+    def _size_drift_var(height: FloatArray) -> FloatArray:
+        return (_SIZE_DRIFT_STD * height) ** 2
 
     def update(self, slots: IntArray, boxes_xyxy: FloatArray) -> None:
         """Correct the given slots with one detected box each."""
         if slots.size == 0:
             return
+        self._observed[slots] = boxes_xyxy
         measurement = _xyxy_to_cxcywh(boxes_xyxy)
         pos = self._pos[slots]
         height = np.maximum(pos[:, 3:4], _MIN_SIZE_PX)
@@ -155,10 +176,14 @@ class BoxKalmanFilter:
         """The current estimate of every slot, indexed by slot (free slots are zero-sized boxes)."""
         return _cxcywh_to_xyxy(self._pos)
 
+    def all_observed(self) -> FloatArray:
+        """The last measured box of every slot, x1, y1, x2, y2, indexed by slot (read only)."""
+        return self._observed
+
     def _grow(self) -> None:
         old = self.capacity
         new = old * 2
-        for name in ("_pos", "_vel", "_p_pp", "_p_pv", "_p_vv"):
+        for name in ("_pos", "_vel", "_p_pp", "_p_pv", "_p_vv", "_observed"):
             grown = np.zeros((new, 4))
             grown[:old] = getattr(self, name)
             setattr(self, name, grown)
@@ -195,10 +220,24 @@ def iou_matrix(boxes_a: FloatArray, boxes_b: FloatArray) -> FloatArray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
 
 
+def _buffered(boxes: FloatArray, scale: float = BRIDGED_BUFFER) -> FloatArray:
+    grown = np.empty_like(boxes)
+    margin = scale * (boxes[:, 2:] - boxes[:, :2])
+    grown[:, :2] = boxes[:, :2] - margin
+    grown[:, 2:] = boxes[:, 2:] + margin
+    return grown
+
+
 def match_by_iou(
-    predicted: FloatArray, detected: FloatArray, min_iou: float
+    predicted: FloatArray, detected: FloatArray, min_iou: float, last_seen: FloatArray | None = None
 ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
     """Optimal one-to-one matching on 1 - IoU, pairs below `min_iou` refused.
+
+    `last_seen`, when given, marks the bridged tracks: it holds for each track the box where it was
+    last detected, or NaN for a track seen on the previous frame. A bridged track overlaps a
+    detection by the best of its prediction and that box, both buffered by `BRIDGED_BUFFER`. The
+    last box is OC-SORT's observation-centric recovery: after a gap the extrapolated box has often
+    drifted away from a person who stopped or turned, while where they were last seen still covers them.
 
     Gated pairs get a huge but finite cost, so the solver first maximises the number of acceptable
     pairs and only then their total overlap; any gated pair it still had to use is dropped after.
@@ -208,6 +247,14 @@ def match_by_iou(
     if rows == 0 or cols == 0:
         return [], list(range(rows)), list(range(cols))
     iou = iou_matrix(predicted, detected)
+    if last_seen is not None:
+        bridged = np.flatnonzero(~np.isnan(last_seen[:, 0]))
+        if bridged.size:
+            grown = _buffered(detected)
+            iou[bridged] = np.maximum(
+                np.maximum(iou[bridged], iou_matrix(_buffered(predicted[bridged]), grown)),
+                iou_matrix(_buffered(last_seen[bridged]), grown),
+            )
     cost = np.where(iou >= min_iou, 1.0 - iou, _GATED_COST)
     row_ind, col_ind = linear_sum_assignment(cost)
     pairs = [(int(r), int(c)) for r, c in zip(row_ind, col_ind, strict=True) if iou[r, c] >= min_iou]
@@ -302,8 +349,12 @@ class PersonTracker:
         matched: list[tuple[_LiveTrack, int]] = []
 
         # Stage 1: high-score boxes to all confirmed tracks, bridged ones included.
+        observed = self._filter.all_observed()
         pairs, rest_confirmed, rest_high = match_by_iou(
-            _boxes_of(confirmed, predicted), det_boxes[high], self._cfg.match_iou
+            _boxes_of(confirmed, predicted),
+            det_boxes[high],
+            self._cfg.match_iou,
+            _last_seen_of_bridged(confirmed, observed),
         )
         matched.extend((confirmed[r], int(high[c])) for r, c in pairs)
         rest_confirmed_tracks = [confirmed[r] for r in rest_confirmed]
@@ -314,6 +365,7 @@ class PersonTracker:
             _boxes_of(rest_confirmed_tracks, predicted),
             det_boxes[low],
             max(self._cfg.match_iou, _LOW_SCORE_MATCH_IOU),
+            _last_seen_of_bridged(rest_confirmed_tracks, observed),
         )
         matched.extend((rest_confirmed_tracks[r], int(low[c])) for r, c in pairs)
 
@@ -414,6 +466,15 @@ def _boxes_of(tracks: list[_LiveTrack], all_boxes: FloatArray) -> FloatArray:
     if not tracks:
         return _NO_BOXES
     return all_boxes[np.fromiter((t.slot for t in tracks), dtype=np.intp, count=len(tracks))]
+
+
+def _last_seen_of_bridged(tracks: list[_LiveTrack], observed: FloatArray) -> FloatArray:
+    """Where each bridged track was last detected; NaN for tracks seen on the previous frame, whose
+    prediction is only one frame old and better than where they were."""
+    boxes = _boxes_of(tracks, observed)
+    if tracks:
+        boxes[[not t.missed for t in tracks]] = np.nan
+    return boxes
 
 
 def _split_boxes(boxes: BoxArray) -> tuple[FloatArray, FloatArray]:
