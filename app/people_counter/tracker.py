@@ -1,4 +1,4 @@
-"""Multi-person tracker: ByteTrack-style two-stage association over constant-velocity Kalman filters.
+"""Multi-person tracker: ByteTrack-style two-stage association over per-track Kalman filters.
 
 Each frame's detections are split by score. High-score boxes are matched first to every confirmed
 track (including those coasting over a gap), then the low-score boxes are offered to the confirmed
@@ -6,7 +6,9 @@ tracks still unmatched: a partly hidden person often comes back with a low score
 box extend their track (but never start one) is what keeps ids through occlusions. The leftover
 high-score boxes then go to tentative tracks, and what still remains starts new tentative tracks.
 Matching is an optimal assignment (Hungarian, scipy) on 1 - IoU between each track's predicted box
-and the detections, gated at `TrackerConfig.match_iou`.
+and the detections, gated at `TrackerConfig.match_iou`. A track bridging a gap may also match by the
+box where it was last detected (OC-SORT's observation-centric recovery), and with boxes buffered by
+`BRIDGED_BUFFER` (C-BIoU), because its prediction grows less reliable the longer the gap.
 
 Everything is driven by the frame timestamps, not by frame counts: the filter predicts over the real
 elapsed time and gaps are measured in seconds, so 10 fps and 25 fps behave alike and a dropped or
@@ -78,14 +80,16 @@ _MIN_SIZE_PX = 1.0
 class BoxKalmanFilter:
     """Kalman filter over many boxes at once: the centre at constant velocity, the size a random walk.
 
-    With a constant-velocity model and diagonal noise the four coordinates never interact, so the
-    usual 8x8 filter splits exactly into four independent 2x2 ones (position, velocity). Each 2x2
-    covariance is three numbers; they are kept as (capacity, 4) arrays and every step is a few
-    element-wise numpy operations for all tracks together. Rows are slots that a track keeps for
-    its life; freed slots are reused, so memory stays at the peak number of live tracks.
+    With diagonal noise the four coordinates (cx, cy, w, h) never interact, so the usual 8x8 filter
+    splits exactly into four independent 2x2 ones (position, velocity). Each 2x2 covariance is three
+    numbers; they are kept as (capacity, 4) arrays and every step is a few element-wise numpy
+    operations for all tracks together. Rows are slots that a track keeps for its life; freed slots
+    are reused, so memory stays at the peak number of live tracks. The size rows simply have no
+    velocity variance, which makes them random walks within the same arithmetic.
 
-    Process noise is white acceleration integrated over the real elapsed time dt, which makes one
-    prediction over 0.2 s the same as two over 0.1 s: the filter does not care about frame rate.
+    Process noise is integrated over the real elapsed time dt (white acceleration for the centre,
+    white velocity for the size), which makes one prediction over 0.2 s the same as two over 0.1 s:
+    the filter does not care about frame rate.
     """
 
     def __init__(self, capacity: int = 32) -> None:
