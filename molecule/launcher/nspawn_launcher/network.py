@@ -44,16 +44,16 @@ def registry_lock() -> Iterator[None]:
 
 
 def addresses_in_use() -> list[IPv4Net]:
-    nets = []
+    nets: list[IPv4Net] = []
     for line in run(["ip", "-4", "-o", "addr", "show"]).stdout.splitlines():
         match = re.search(r"\binet (\S+)", line)
         if match:
-            nets.append(ipaddress.ip_interface(match.group(1)).network)
+            nets.append(ipaddress.IPv4Interface(match.group(1)).network)
     return nets
 
 
 def routes_in_use() -> list[IPv4Net]:
-    nets = []
+    nets: list[IPv4Net] = []
     for line in run(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines():
         tokens = line.split()
         if not tokens:
@@ -62,14 +62,14 @@ def routes_in_use() -> list[IPv4Net]:
         if dest == "default":
             continue
         try:
-            nets.append(ipaddress.ip_network(dest, strict=False))
+            nets.append(IPv4Net(dest, strict=False))
         except ValueError:
             continue
-    return [net for net in nets if isinstance(net, IPv4Net)]
+    return nets
 
 
 def nameservers() -> list[IPv4Net]:
-    nets = []
+    nets: list[IPv4Net] = []
     try:
         text = Path("/etc/resolv.conf").read_text(encoding="utf-8")
     except OSError:
@@ -77,33 +77,35 @@ def nameservers() -> list[IPv4Net]:
     for match in re.finditer(
         r"^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)", text, re.MULTILINE
     ):
-        nets.append(ipaddress.ip_network(f"{match.group(1)}/32"))
+        nets.append(IPv4Net(f"{match.group(1)}/32"))
     return nets
 
 
 def reserved() -> list[IPv4Net]:
     SUBNETS.mkdir(parents=True, exist_ok=True)
-    return [
-        ipaddress.ip_network(path.name.replace("_", "/")) for path in SUBNETS.iterdir()
-    ]
+    return [IPv4Net(path.name.replace("_", "/")) for path in SUBNETS.iterdir()]
 
 
 def candidates() -> Iterator[IPv4Net]:
     for second in range(77, 255):
         for third in range(256):
-            yield ipaddress.ip_network(f"10.{second}.{third}.0/24")
+            yield IPv4Net(f"10.{second}.{third}.0/24")
 
 
 def reserve_subnet(owner: str) -> tuple[IPv4Net, Path]:
     """Pick a /24 that no address, route, nameserver or other run uses; reserve it."""
     with registry_lock():
         taken = addresses_in_use() + routes_in_use() + nameservers() + reserved()
-        for net in candidates():
-            if any(net.overlaps(other) for other in taken):
-                continue
-            marker = SUBNETS / str(net).replace("/", "_")
-            marker.write_text(owner + "\n", encoding="utf-8")
-            return net, marker
+        net = first_free(taken)
+        marker = SUBNETS / str(net).replace("/", "_")
+        marker.write_text(owner + "\n", encoding="utf-8")
+        return net, marker
+
+
+def first_free(taken: list[IPv4Net]) -> IPv4Net:
+    for net in candidates():
+        if not any(net.overlaps(other) for other in taken):
+            return net
     raise LauncherError("no free 10.x.y.0/24 subnet left for a test host")
 
 
