@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
+from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]  # scipy ships no stubs
 
 from people_counter.config import TrackerConfig
 from people_counter.records import BoxArray, EndedTrack, PersonTrack, TrackerOutput
@@ -221,7 +221,8 @@ def iou_matrix(boxes_a: FloatArray, boxes_b: FloatArray) -> FloatArray:
     size_a = boxes_a[:, 2:] - boxes_a[:, :2]
     size_b = boxes_b[:, 2:] - boxes_b[:, :2]
     union = (size_a[:, 0] * size_a[:, 1])[:, None] + (size_b[:, 0] * size_b[:, 1])[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
+    iou: FloatArray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
+    return iou
 
 
 def _buffered(boxes: FloatArray, scale: float = BRIDGED_BUFFER) -> FloatArray:
