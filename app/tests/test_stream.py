@@ -175,3 +175,48 @@ def test_a_stalled_dashboard_reader_does_not_stall_the_encoder(run_dir: Path) ->
             stalled.close()
             live.close()
     assert stream.returncode == 0, stream.log()
+
+
+def _vtest_frame() -> np.ndarray:
+    rng = np.random.default_rng(1)
+    # Textured noise stands in for a camera picture: blur must visibly smooth it.
+    return rng.integers(0, 255, (576, 768, 3), dtype=np.uint8)
+
+
+def test_annotate_resizes_blurs_inside_boxes_and_leaves_the_input_alone() -> None:
+    from people_counter.annotate import annotate_frame
+    from people_counter.records import CounterState, PersonTrack
+
+    frame = _vtest_frame()
+    original = frame.copy()
+    tracks = [
+        PersonTrack(7, (400.0, 300.0, 480.0, 500.0), 0.0),
+        PersonTrack(9, (100.0, 300.0, 160.0, 450.0), 0.0, True),
+    ]
+    state = CounterState(2, 11, 3, 1, 4.0, 10.0, 8.0, 0, "ok", 5.0, time.time())
+    out = annotate_frame(frame, tracks, ((0, 288), (768, 288)), state, True, 384)
+    assert out.shape == (288, 384, 3) and out.dtype == np.uint8
+    assert np.array_equal(frame, original)
+    inside = out[160:240, 205:235].astype(float)  # within track 7, scaled by 0.5
+    outside = out[200:240, 300:380].astype(float)
+    # Pixelated: large flat blocks, so far fewer distinct neighbouring differences.
+    assert np.abs(np.diff(inside, axis=1)).mean() < 0.3 * np.abs(np.diff(outside, axis=1)).mean()
+    plain = annotate_frame(frame, tracks, ((0, 288), (768, 288)), state, False, 768)
+    assert plain.shape == frame.shape
+    assert np.array_equal(plain[320:400, 420:460], frame[320:400, 420:460])  # no blur when off
+
+
+def test_annotate_is_cheap() -> None:
+    from people_counter.annotate import annotate_frame
+    from people_counter.records import CounterState, PersonTrack
+
+    frame = _vtest_frame()
+    tracks = [PersonTrack(i, (20.0 + 70 * i, 200.0, 80.0 + 70 * i, 400.0), 0.0) for i in range(10)]
+    state = CounterState(10, 50, 20, 18, 9.0, 10.0, 8.0, 0, "ok", 5.0, time.time())
+    durations = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        annotate_frame(frame, tracks, ((0, 288), (768, 288)), state, True, 768)
+        durations.append(time.perf_counter() - t0)
+    # The budget is 2-3 ms at 768x576; the bound here is loose for shared CI machines.
+    assert sorted(durations)[25] < 0.010
