@@ -187,12 +187,23 @@ class MosquittoBroker:
         """SIGKILL to our own broker's PID: the broker vanishes without a goodbye."""
         self._signal(signal.SIGKILL, 5.0)
 
+    def pause(self) -> None:
+        """SIGSTOP: the broker keeps its sockets open but answers nothing (a hung or half-open link)."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
+
     def _signal(self, sig: signal.Signals, timeout_s: float) -> None:
         process = self._process
         if process is None:
             return
         if process.poll() is None:
             os.kill(process.pid, sig)
+            if sig != signal.SIGKILL:
+                os.kill(process.pid, signal.SIGCONT)  # a paused broker must see the SIGTERM
             try:
                 process.wait(timeout_s)
             except subprocess.TimeoutExpired:

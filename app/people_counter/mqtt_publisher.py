@@ -185,7 +185,10 @@ class MqttPublisher:
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
         self._connected = False
         self.connect_attempts += 1
-        self.last_error = f"cannot reach MQTT broker {self._where}"
+        # paho does not pass the cause on; these are the ones it can be.
+        self.last_error = (
+            f"cannot connect to MQTT broker {self._where} (not listening, unreachable, or the TLS handshake failed)"
+        )
         if not self._outage_logged:
             log.warning("%s; retrying with backoff up to %s s", self.last_error, self.cfg.reconnect_max_s)
             self._outage_logged = True
@@ -248,8 +251,10 @@ class MqttPublisher:
         """
         try:
             info = self._client.publish(topic, payload, qos=QOS, retain=retain)
-        except (ValueError, RuntimeError, OSError) as error:
-            log.error("cannot publish on %s: %s", topic, error)
+        except Exception:
+            # Whatever paho raises (a bad topic, a closed socket pair at shutdown), counting
+            # must go on: log it with its traceback and carry on without this message.
+            log.exception("cannot publish on %s", topic)
             return None
         # NO_CONN is fine: the QoS 1 message stays in paho's queue and goes out on reconnect.
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
@@ -321,7 +326,7 @@ class MqttPublisher:
             return
         if self._is_unacked(self._state_mid):
             return  # the previous state is still unacknowledged: this one stays pending
-        payload = json.dumps(state.to_message(), separators=(",", ":"))
+        payload = json.dumps(state.to_message(), separators=(",", ":"), default=str)
         info = self._publish_raw(self.topic_state, payload, retain=True)
         if info is None:
             return
