@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from people_counter.annotate import annotate_frame
 from people_counter.config import Config, load_config
 from people_counter.counting import PeopleCounter
 from people_counter.detector import PersonDetector
@@ -105,7 +106,7 @@ class CountingLoop:
             reconnect_max_s=config.input.reconnect_max_s,
             start_frame=options.start_frame,
         )
-        self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1)
+        self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1, frame_size=self.reader.frame_size)
         self.counter = PeopleCounter(config.counting, self.reader.frame_size, totals)
         self.last_track_id = last_track_id
         self.publisher = MqttPublisher(config.mqtt, config.device_id) if options.mqtt_enabled else None
@@ -122,6 +123,7 @@ class CountingLoop:
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
         self._next_housekeeping = 0.0
         self._next_prune = 0.0
+        self._next_stream_ts = 0.0
         self._last_tracks: TrackerOutput = TrackerOutput(ts=time.time(), visible=())
 
     def run(self) -> int:
@@ -186,9 +188,7 @@ class CountingLoop:
         self.latencies_ms.append(latency_ms)
         if self.results is not None:
             self.results.write(captured.index, state, tracks, latency_ms)
-        if self.sink is not None and self.sink.wants_frame():
-            from people_counter.annotate import annotate_frame
-
+        if self._stream_frame_due(captured.ts):
             self.sink.offer(
                 annotate_frame(
                     captured.image,
@@ -199,6 +199,13 @@ class CountingLoop:
                     self.config.stream.width,
                 )
             )
+
+    def _stream_frame_due(self, ts: float) -> bool:
+        """Annotate only for a connected encoder, at the stream's rate: drawing is work the count doesn't need."""
+        if self.sink is None or not self.sink.connected or ts < self._next_stream_ts:
+            return False
+        self._next_stream_ts = max(ts, self._next_stream_ts) + 1.0 / self.config.stream.fps
+        return True
 
     def _count(self, tracks: TrackerOutput) -> None:
         self._last_tracks = tracks
@@ -278,11 +285,7 @@ class CountingLoop:
         except UserError as error:
             log.error("reload refused, keeping the running config: %s", error)
             return
-        if (
-            new.input != self.config.input
-            or new.model != self.config.model
-            or new.state_dir != (self.config.state_dir)
-        ):
+        if new.input != self.config.input or new.model != self.config.model or new.state_dir != (self.config.state_dir):
             log.warning("reload: input, model and state_dir changes take effect at the next restart")
         if new.counting != self.config.counting:
             self.counter.reconfigure(new.counting)

@@ -1,0 +1,210 @@
+"""The real counter: the default model over the real sample video, with a real Mosquitto.
+
+These run the `people-counter` command in a child process, as the service
+does, and judge it only by what a user sees: the results file, the MQTT
+messages and the totals after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from counter_process import CounterProcess, make_state_dir, read_results, write_config
+
+from people_counter.broker_fixture import MosquittoBroker, mosquitto_available, subscribe_collect
+
+pytestmark = pytest.mark.model
+
+HAND_COUNTS = Path(__file__).parent / "data" / "vtest_hand_counts.json"
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory, sample_video: Path, default_model_xml: Path) -> list[dict]:
+    """One uninterrupted run over the whole sample video: the reference for the other tests."""
+    base = tmp_path_factory.mktemp("full")
+    state = make_state_dir(base, default_model_xml)
+    config = write_config(base / "config.yml", {"state_dir": str(state), "stream": {"enabled": False}})
+    results = base / "results.jsonl"
+    counter = CounterProcess(
+        config, "--input", str(sample_video), "--results", str(results), "--no-realtime", "--no-mqtt"
+    )
+    try:
+        assert counter.wait(240) == 0, counter.log()[-3000:]
+    finally:
+        counter.close()
+    return read_results(results)
+
+
+def test_every_frame_is_counted_with_sensible_figures(full_run: list[dict]) -> None:
+    assert [line["frame"] for line in full_run] == list(range(795))
+    counts = [int(line["count"]) for line in full_run]
+    # Two to nine people are in view at a time (DESIGN.md); allow for warm-up and misses.
+    assert max(counts) <= 14
+    assert 2.0 <= statistics.mean(counts[30:]) <= 9.0
+    final = full_run[-1]
+    # People leave and come back, so the total exceeds the most ever in view, but a
+    # tracker that fragments tracks would inflate it far beyond the people seen.
+    assert max(counts) < int(final["total"]) <= 60
+    assert int(final["in"]) + int(final["out"]) >= 3
+    for line in full_run:
+        ids = [track["id"] for track in line["tracks"]]
+        assert len(ids) == len(set(ids)) == line["count"]
+
+
+def test_count_follows_the_hand_count(full_run: list[dict]) -> None:
+    hand = {int(frame): count for frame, count in json.loads(HAND_COUNTS.read_text())["counts"].items()}
+    errors = [abs(int(full_run[frame]["count"]) - count) for frame, count in hand.items()]
+    mae = statistics.mean(errors)
+    print(f"per-frame mean absolute error against the hand count: {mae:.2f} ({errors})")
+    assert mae <= 1.5, f"MAE {mae:.2f} over frames {sorted(hand)}"
+
+
+def test_kill_9_mid_video_and_restart_loses_nothing(
+    tmp_path: Path, sample_video: Path, default_model_xml: Path, full_run: list[dict]
+) -> None:
+    state = make_state_dir(tmp_path, default_model_xml)
+    config = write_config(tmp_path / "config.yml", {"state_dir": str(state), "stream": {"enabled": False}})
+    first_results = tmp_path / "first.jsonl"
+    first = CounterProcess(
+        config, "--input", str(sample_video), "--results", str(first_results), "--no-realtime", "--no-mqtt"
+    )
+    try:
+        assert first.wait_until(lambda: len(read_results(first_results)) >= 400, 120), first.log()[-3000:]
+        first.kill()
+    finally:
+        first.close()
+    done = read_results(first_results)
+    last = done[-1]
+    assert int(last["frame"]) < 794, "the run ended before it could be killed"
+
+    second_results = tmp_path / "second.jsonl"
+    second = CounterProcess(
+        config,
+        "--input",
+        str(sample_video),
+        "--results",
+        str(second_results),
+        "--no-realtime",
+        "--no-mqtt",
+        "--start-frame",
+        str(int(last["frame"]) + 1),
+    )
+    try:
+        assert second.wait(240) == 0, second.log()[-3000:]
+    finally:
+        second.close()
+    resumed = read_results(second_results)
+    # Nothing already counted is lost: the restart starts from the stored totals.
+    assert int(resumed[0]["total"]) >= int(last["total"])
+    assert int(resumed[0]["in"]) >= int(last["in"]) and int(resumed[0]["out"]) >= int(last["out"])
+    reference = full_run[-1]
+    in_view_at_kill = int(last["count"])
+    # At most the people in view at the kill are counted again; a little slack for a tracker
+    # that starts from an empty state and so confirms tracks on other frames than the reference.
+    assert int(reference["total"]) - 2 <= int(resumed[-1]["total"]) <= int(reference["total"]) + in_view_at_kill + 2
+    crossings = int(resumed[-1]["in"]) + int(resumed[-1]["out"])
+    assert abs(crossings - (int(reference["in"]) + int(reference["out"]))) <= 3
+
+
+@pytest.fixture
+def broker() -> Iterator[MosquittoBroker]:
+    if not mosquitto_available():
+        pytest.skip("mosquitto is not installed")
+    with MosquittoBroker(devices=("e2e",)) as running:
+        yield running
+
+
+def live_config(base: Path, model_xml: Path, video: Path, broker: MosquittoBroker) -> Path:
+    state = make_state_dir(base, model_xml)
+    password = base / "mqtt-password"
+    password.write_text(broker.users["counter"] + "\n")
+    return write_config(
+        base / "config.yml",
+        {
+            "device_id": "e2e",
+            "state_dir": str(state),
+            "input": {"source": str(video), "loop": True},
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "username": "counter",
+                "password_file": str(password),
+                "min_interval_s": 0.2,
+                "heartbeat_s": 1.0,
+            },
+            "stream": {"enabled": False},
+        },
+    )
+
+
+def test_mqtt_contract_broker_outage_and_sigterm(
+    tmp_path: Path, sample_video: Path, default_model_xml: Path, broker: MosquittoBroker
+) -> None:
+    config = live_config(tmp_path, default_model_xml, sample_video, broker)
+    results = tmp_path / "results.jsonl"
+    topics = [f"people_counter/e2e/{name}" for name in ("state", "event", "available")]
+    collector = subscribe_collect(broker.host, broker.port, "dashboard", broker.users["dashboard"], topics)
+    counter = CounterProcess(config, "--results", str(results))
+    try:
+        online = collector.wait_for(lambda m: m.topic.endswith("/available") and m.text == "online", 60)
+        assert online is not None and online.retain, counter.log()[-3000:]
+        entered = collector.wait_for(lambda m: m.topic.endswith("/event") and json.loads(m.text)["type"] == "enter", 30)
+        assert entered is not None
+        assert set(json.loads(entered.text)) >= {"type", "track_id", "ts", "duration_s"}
+        state = collector.wait_for(lambda m: m.topic.endswith("/state") and json.loads(m.text)["total"] > 0, 30)
+        assert state is not None
+        fields = json.loads(state.text)
+        contract = {"count", "total", "in", "out", "avg_duration_s", "fps", "inference_ms", "dropped_frames"}
+        assert contract | {"input", "uptime_s", "ts"} <= set(fields)
+        assert fields["input"] == "ok" and abs(fields["ts"] - time.time()) < 30
+
+        # The broker goes away: counting goes on (the results file keeps growing).
+        broker.kill()
+        collector.stop()
+        frames_at_outage = len(read_results(results))
+        time.sleep(3)
+        assert len(read_results(results)) >= frames_at_outage + 15, "counting stalled while the broker was down"
+        assert counter.process.poll() is None
+        total_during_outage = int(read_results(results)[-1]["total"])
+
+        broker.start()
+        after = subscribe_collect(broker.host, broker.port, "dashboard", broker.users["dashboard"], topics)
+        try:
+            back = after.wait_for(
+                lambda m: m.topic.endswith("/state") and json.loads(m.text)["total"] >= total_during_outage, 45
+            )
+            assert back is not None, "state did not come back after the broker restarted"
+            assert after.wait_for(lambda m: m.topic.endswith("/available") and m.text == "online", 10)
+
+            # SIGTERM: flushes, publishes offline, exits within 5 s.
+            stopped_at = time.monotonic()
+            counter.terminate()
+            assert counter.wait(10) == 0
+            assert time.monotonic() - stopped_at < 5.0
+            offline = after.wait_for(lambda m: m.topic.endswith("/available") and m.text == "offline", 5)
+            assert offline is not None
+        finally:
+            after.stop()
+    finally:
+        counter.close()
+
+
+def test_last_will_says_offline_after_kill_9(
+    tmp_path: Path, sample_video: Path, default_model_xml: Path, broker: MosquittoBroker
+) -> None:
+    config = live_config(tmp_path, default_model_xml, sample_video, broker)
+    topic = "people_counter/e2e/available"
+    counter = CounterProcess(config)
+    try:
+        with subscribe_collect(broker.host, broker.port, "dashboard", broker.users["dashboard"], [topic]) as seen:
+            assert seen.wait_for(lambda m: m.text == "online", 60), counter.log()[-3000:]
+            counter.kill()
+            # The broker sends the will once the keepalive lapses (1.5 x keepalive at most).
+            assert seen.wait_for(lambda m: m.text == "offline", 60) is not None
+    finally:
+        counter.close()
