@@ -501,3 +501,43 @@ class SseClient:
                 self.conn.sock.shutdown(socket.SHUT_RDWR)
         self.conn.close()
         self.thread.join(5)
+
+
+def populate_history(state_dir: Path, hours: float = 24.0, alerts: int = 2) -> Path:
+    """Fill a fresh counter store with plausible per-minute history ending now; returns the database path.
+
+    Waves with noise, for the charts in tests, screenshots and demos.
+    """
+    import math
+    import random
+
+    from people_counter.records import Alert, CountingResult, PersonEvent, Totals
+    from people_counter.store import CountStore
+
+    rng = random.Random(42)
+    store = CountStore(state_dir)
+    totals = Totals()
+    now = time.time()
+    minutes = int(hours * 60)
+    track = 0
+    for m in range(minutes, 0, -1):
+        ts = now - m * 60
+        # Waves of visitors over the day and within the hour, so every range has shape.
+        busy = 0.5 + 0.3 * math.sin(m / 229) + 0.2 * math.sin(m / 17)
+        level = busy * 6 + rng.random() * 1.5
+        for k in range(6):  # six samples a minute are enough for the mean and the peak
+            store.note_count(max(0, round(level + rng.gauss(0, 0.8))), ts + k * 10)
+        events = []
+        for _ in range(int(busy * 3 + rng.random() * 1.5)):
+            track += 1
+            events.append(PersonEvent("enter", track, ts + 5))
+        totals.total += len(events)
+        store.record(totals, CountingResult(events=tuple(events)), round(level), ts + 5, track)
+    for i in range(alerts):
+        ts = now - (i + 1) * 1800
+        alert = Alert("occupancy", 12, 10, ts) if i % 2 == 0 else Alert("loitering", 95, 60, ts, track)
+        store.record(totals, CountingResult(alerts=(alert,)), 12, ts, track)
+    store.flush(now)
+    path = store.path
+    store.close()
+    return Path(path)
