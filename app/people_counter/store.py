@@ -180,6 +180,25 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _close_writer(db: sqlite3.Connection) -> None:
+    """Close a read-write connection and leave the file readable by a read-only user.
+
+    A WAL database can be read with `mode=ro` only while its -shm file exists. The last writer
+    to close deletes it, and the dashboard's user, who may not create files in the state
+    directory, could then not open the database at all. So the last writer switches the file
+    back to a rollback journal, which needs no -shm; the next writer turns WAL on again. With
+    other connections open the switch is refused at once (busy_timeout 0), and then the -shm
+    file stays because they still use it.
+    """
+    try:
+        db.execute("PRAGMA busy_timeout=0")
+        db.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.OperationalError:
+        pass
+    finally:
+        db.close()
+
+
 def _open_migrated(state_dir: Path) -> sqlite3.Connection:
     path = database_path(state_dir)
     db = _connect(path)
@@ -230,7 +249,7 @@ def request_reset(state_dir: Path, reason: str = "command") -> None:
         with _transaction(db):
             _new_period(db, time.time(), reason)
     finally:
-        db.close()
+        _close_writer(db)
 
 
 # -- reading (shared by the counter's store and the dashboard) ---------------------------------
@@ -528,4 +547,4 @@ class CountStore(CountReader):
                 with _transaction(self._db):
                     self._write_minutes()
         finally:
-            self._db.close()
+            _close_writer(self._db)

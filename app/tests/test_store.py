@@ -8,6 +8,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -269,3 +270,43 @@ def test_record_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     with capsys.disabled():
         print(f"\nCountStore.record(): median {median:.3f} ms, p95 {p95:.3f} ms over {len(costs)} calls")
     assert median < 50  # a sanity bound, far above what a healthy disk gives
+
+
+READER = """
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+print(db.execute("SELECT total FROM totals ORDER BY period_id DESC LIMIT 1").fetchone()[0])
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to read as another user")
+def test_a_group_reader_without_write_access_reads_while_running_and_after_a_stop() -> None:
+    """The dashboard's user can read the file whether the counter runs or not (WAL -shm pitfall)."""
+    # pytest's tmp_path sits under a private directory; another user needs a path it can reach.
+    with tempfile.TemporaryDirectory(prefix="store-ro-", dir="/var/tmp") as top:
+        state = Path(top)
+        state.chmod(0o755)  # others may not create files here, like a real state directory
+        _read_while_running_and_after_a_stop(state)
+
+
+def _read_while_running_and_after_a_stop(state: Path) -> None:
+    command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", READER]
+
+    def read_as_nobody() -> str:
+        for name in os.listdir(state):
+            os.chown(state / name, 0, 65534)  # group nogroup, mode 0640 from the store
+        result = subprocess.run(
+            [*command, str(database_path(state))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip() or result.stderr.strip().splitlines()[-1]
+
+    store = CountStore(state, retention_days=30)
+    store.record(Totals(total=3), enter(1, T0), count=1, ts=T0, last_track_id=1)
+    assert read_as_nobody() == "3"  # while the counter runs (WAL, -shm present)
+    store.close()
+    assert read_as_nobody() == "3"  # after a clean stop
+    request_reset(state)
+    assert read_as_nobody() == "0"  # after `people-counter reset` with no counter running
