@@ -10,6 +10,10 @@ Count periods: every reset (`people-counter reset`, the daily reset, or the firs
 row to `resets`; the totals of a period live in `totals` under that row's id, so a reset starts
 from zero and keeps the history. A running counter notices a reset made by another process
 through reset_requested(), which compares the newest period id with its own.
+
+Readers: the dashboard opens the file read-only (CountReader.open_readonly, or the one-shot
+history() and recent_alerts()). The file, and the -wal and -shm files SQLite makes next to it,
+are mode 0640; the state directory should be setgid to the shared group so that they carry it.
 """
 
 from __future__ import annotations
