@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import LauncherError, write_json
+from .common import LauncherError, log, write_json
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
@@ -100,13 +100,12 @@ def require(state_dir: Path) -> RunState:
 
 @contextmanager
 def locked(state_dir: Path) -> Iterator[None]:
-    """One launcher command at a time per state directory."""
+    """One launcher command at a time per state directory; others wait their turn."""
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / ".lock", "w", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise LauncherError(
-                f"another launcher command is using {state_dir}"
-            ) from exc
+        except BlockingIOError:
+            log(f"waiting for another launcher command on {state_dir}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         yield
