@@ -304,7 +304,10 @@ class CountReader:
         rows = self._db.execute(
             """
             SELECT (minute_ts / :bucket) * :bucket AS start,
-                   CAST(SUM(count_sum) AS REAL) / MAX(SUM(samples), 1),
+                   -- minutes that only record() touched have no samples: their maximum is
+                   -- the best figure there is
+                   CASE WHEN SUM(samples) > 0 THEN CAST(SUM(count_sum) AS REAL) / SUM(samples)
+                        ELSE MAX(count_max) END,
                    SUM(entries), SUM(exits), MAX(count_max), SUM(in_count), SUM(out_count)
             FROM minutes
             WHERE minute_ts >= :since AND minute_ts < :until

@@ -228,6 +228,11 @@ def test_per_minute_aggregates(tmp_path: Path) -> None:
     two = store.history(T0, T0 + 180, bucket_s=120)
     assert [(b.start_ts, b.avg_count, b.max_count, b.entries) for b in two] == [(T0, 1.0, 3, 1), (T0 + 120, 4.0, 4, 0)]
     store.close()
+    # A minute that only record() touched (no per-frame samples) reports its maximum.
+    again = CountStore(tmp_path, retention_days=30)
+    again.record(Totals(total=2), enter(2, T0 + 600), count=5, ts=T0 + 600, last_track_id=2)
+    assert again.history(T0 + 600, T0 + 660) == [(T0 + 600, 5.0, 1, 0, 5, 0, 0)]
+    again.close()
     # The dashboard's one-shot helper reads the same rows from the file.
     rows = history(database_path(tmp_path), T0, T0 + 180)
     assert [tuple(r[:4]) for r in rows] == [(T0, 2.0, 1, 1), (T0 + 60, 0.0, 0, 0), (T0 + 120, 4.0, 0, 0)]
