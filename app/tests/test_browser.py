@@ -191,7 +191,7 @@ def test_dashboard_live_video_figures_alerts_and_stale_banner(
         # An alert appears as it happens.
         counter.alert("occupancy", 12, 10)
         page.wait_for_selector("#alerts-list li.alert.occupancy.new", timeout=3000)
-        assert "Occupancy 12 above the limit of 10" in page.inner_text("#alerts-list")
+        assert "12 people in view (limit 10)" in page.inner_text("#alerts-list")
         assert page.is_visible("#toast")
         page.screenshot(path=str(ARTIFACTS / "dashboard-alert.png"))
 

@@ -49,6 +49,7 @@ function applySnapshot(snap) {
   setFigure("in", has ? st.in : null);
   setFigure("out", has ? st.out : null);
   $("avg").textContent = has ? fmtDuration(st.avg_duration_s) : "–";
+  $("updated").textContent = has && snap.state_age_s !== null ? `updated ${fmtTime(st.ts)}` : "waiting for the counter";
 
   // Live / stale: the state must be fresh AND the broker link up.
   const live = snap.fresh && snap.broker.connected;
@@ -115,8 +116,8 @@ function startVideo() {
 }
 
 function alertText(a) {
-  if (a.type === "occupancy") return `Occupancy ${a.value} above the limit of ${a.threshold}`;
-  if (a.type === "loitering") return `Someone stayed ${fmtDuration(a.value)} (limit ${fmtDuration(a.threshold)})`;
+  if (a.type === "occupancy") return `${a.value} people in view (limit ${a.threshold})`;
+  if (a.type === "loitering") return `A person stayed ${fmtDuration(a.value)} (limit ${fmtDuration(a.threshold)})`;
   return `${a.type}: ${a.value}`;
 }
 
@@ -229,10 +230,28 @@ function drawChart(data) {
   box.replaceChildren(root);
 }
 
+function summariseHour(data) {
+  // The hero card's side figures, from the last hour's per-minute history.
+  const pts = (data.points || []).filter((p) => p.people !== null);
+  if (!pts.length) return;
+  const perMinute = data.bucket_s / 60;
+  $("hour-entries").textContent = String(Math.round(pts.reduce((s, p) => s + p.entries * perMinute, 0)));
+  $("hour-peak").textContent = String(Math.max(...pts.map((p) => p.people_max ?? p.people)));
+  $("hour-avg").textContent = (pts.reduce((s, p) => s + p.people, 0) / pts.length).toFixed(1);
+}
+
 async function loadHistory() {
   try {
     const res = await fetch(`/api/history?range=${range}`);
-    if (res.ok) drawChart(await res.json());
+    if (res.ok) {
+      const data = await res.json();
+      drawChart(data);
+      if (range === "hour") summariseHour(data);
+      else {
+        const hour = await fetch("/api/history?range=hour");
+        if (hour.ok) summariseHour(await hour.json());
+      }
+    }
   } catch (e) { /* try again on the next tick */ }
 }
 
