@@ -89,6 +89,15 @@ def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", mode)
 
 
+def first_child(pid: int) -> int | None:
+    """The oldest child of a process, from /proc (None if it has none)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
 def mounted_paths() -> list[str]:
     """Mount points from /proc/self/mountinfo, octal escapes decoded."""
     points = []

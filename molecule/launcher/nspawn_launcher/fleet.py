@@ -225,7 +225,7 @@ def wait_all(run_state: RunState, records: list[HostRecord], timeout: float) -> 
         state = host.wait_ready(record, deadline)
         record.status = "running"
         run_state.save()
-        log(f"{record.name}: {state} at {record.address} (nspawn pid {record.pid})")
+        log(f"{record.name}: {state} at {record.address} (pid {record.pid})")
 
 
 # --- down, stop, start --------------------------------------------------------
@@ -262,8 +262,8 @@ def start_host(run_state: RunState, name: str, timeout: float) -> None:
     record = run_state.host(name)
     if record.status == "down":
         raise LauncherError(f"{name} was torn down; run up again")
-    if host.nspawn_alive(record):
-        raise LauncherError(f"{name} is already running (nspawn pid {record.pid})")
+    if host.host_alive(record):
+        raise LauncherError(f"{name} is already running (pid {record.pid})")
     boot(run_state, record)
     wait_all(run_state, [record], timeout)
 
@@ -272,13 +272,13 @@ def start_host(run_state: RunState, name: str, timeout: float) -> None:
 
 
 def host_status(record: HostRecord) -> dict[str, object]:
-    alive = host.nspawn_alive(record)
+    alive = host.host_alive(record)
     return {
         "name": record.name,
         "release": record.release,
         "address": record.address,
         "recorded": record.status,
-        "nspawn": f"pid {record.pid}" if alive else "not running",
+        "process": f"pid {record.pid}" if alive else "not running",
         "veth": record.veth
         if record.veth and network.link_exists(record.veth)
         else "-",
@@ -290,7 +290,7 @@ def status_lines(run_state: RunState) -> list[str]:
     lines = [f"run {run_state.prefix} in {run_state.state_dir}"]
     for row in rows:
         lines.append(
-            "  {name:<20} {release:<9} {address:<15} {recorded:<9} {nspawn:<14} "
+            "  {name:<20} {release:<9} {address:<15} {recorded:<9} {process:<14} "
             "{veth}".format(**row)
         )
     return lines

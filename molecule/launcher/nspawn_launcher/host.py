@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from . import cgroups, network
-from .common import LauncherError, is_mounted, log, remove_tree, run, write_text
+from .common import (
+    LauncherError,
+    first_child,
+    is_mounted,
+    log,
+    remove_tree,
+    run,
+    write_text,
+)
 from .state import HostRecord
 
 SSH_OPTIONS = [
@@ -25,6 +34,7 @@ SSH_OPTIONS = [
     "ConnectTimeout=2",
 ]
 STOP_TIMEOUT = 15.0
+LAUNCHER_DIR = Path(__file__).resolve().parent.parent
 # Move the process into each cgroup given before "--", then exec the rest: nspawn
 # creates its payload/ and supervisor/ cgroups inside the one it starts in.
 JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1/cgroup.procs" || exit 1; shift; done; shift; exec "$@"'
@@ -46,7 +56,7 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def nspawn_alive(record: HostRecord) -> bool:
+def host_alive(record: HostRecord) -> bool:
     if record.pid is None:
         return False
     started = proc_start_time(record.pid)
@@ -62,15 +72,11 @@ def reap(pid: int) -> None:
 
 
 def container_pid(record: HostRecord) -> int | None:
-    """The container's init: nspawn's child."""
-    if not nspawn_alive(record):
+    """The container's init: the child of nspawn, itself the supervisor's child."""
+    if record.pid is None or not host_alive(record):
         return None
-    path = Path(f"/proc/{record.pid}/task/{record.pid}/children")
-    try:
-        children = path.read_text().split()
-    except OSError:
-        return None
-    return int(children[0]) if children else None
+    nspawn = first_child(record.pid)
+    return first_child(nspawn) if nspawn else None
 
 
 # --- overlay and per-host files --------------------------------------------
@@ -158,22 +164,45 @@ def nspawn_command(record: HostRecord) -> list[str]:
     ]
 
 
+def supervisor_command(record: HostRecord) -> list[str]:
+    prefix_len = record.subnet.split("/")[1]
+    return [
+        sys.executable,
+        "-m",
+        "nspawn_launcher.supervisor",
+        f"--gateway={record.gateway}/{prefix_len}",
+        "--",
+        *nspawn_command(record),
+    ]
+
+
 def spawn(record: HostRecord) -> None:
-    """Start nspawn detached, inside the host's own cgroups; log to console_log."""
+    """Start the host detached, inside its own cgroups; log to console_log.
+
+    The recorded PID is the supervisor's, which runs nspawn and starts it
+    again when the host reboots itself.
+    """
     paths = [Path(p) for p in record.cgroups]
     cgroups.remove(paths)
     cgroups.create(paths)
+    env = cgroups.nspawn_environment()
+    env["PYTHONPATH"] = str(LAUNCHER_DIR)
     with open(record.console_log, "a", encoding="utf-8") as console:
         console.write(
             f"\n=== boot {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} ===\n"
         )
         console.flush()
         proc = subprocess.Popen(
-            [*JOIN_CGROUPS, *(str(p) for p in paths), "--", *nspawn_command(record)],
+            [
+                *JOIN_CGROUPS,
+                *(str(p) for p in paths),
+                "--",
+                *supervisor_command(record),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,
-            env=cgroups.nspawn_environment(),
+            env=env,
             start_new_session=True,
         )
     record.pid = proc.pid
@@ -191,8 +220,12 @@ def attach_network(record: HostRecord, timeout: float = 20.0) -> None:
 
 
 def halt(record: HostRecord, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM nspawn (the container powers off), then SIGKILL after timeout."""
-    if record.pid is not None and nspawn_alive(record):
+    """SIGTERM the supervisor, which has nspawn power the container off.
+
+    After the timeout, SIGKILL it; then SIGKILL whatever PIDs remain in the
+    host's own cgroups (nspawn and the container's processes).
+    """
+    if record.pid is not None and host_alive(record):
         os.kill(record.pid, signal.SIGTERM)
         if not wait_exit(record, timeout):
             log(f"{record.name}: no exit {timeout}s after SIGTERM, sending SIGKILL")
@@ -213,7 +246,7 @@ def wait_exit(record: HostRecord, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if record.pid is not None:
             reap(record.pid)
-        if not nspawn_alive(record):
+        if not host_alive(record):
             return True
         time.sleep(0.1)
     return False
@@ -263,8 +296,10 @@ def not_ready(record: HostRecord, why: str) -> LauncherError:
 
 def wait_ssh(record: HostRecord, deadline: float) -> None:
     while True:
-        if not nspawn_alive(record):
-            raise not_ready(record, "systemd-nspawn exited during boot")
+        if not host_alive(record):
+            raise not_ready(
+                record, "systemd-nspawn exited during boot (see its console log)"
+            )
         try:
             proc = subprocess.run(
                 ssh_command(record, "true"),

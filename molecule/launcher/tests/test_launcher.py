@@ -6,7 +6,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
-from nspawn_launcher import fleet, host, network, state, template
+from nspawn_launcher import fleet, host, network, state, supervisor, template
 from nspawn_launcher.common import LauncherError
 
 
@@ -92,3 +92,18 @@ def test_template_key_follows_the_package_list(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PC_TEMPLATE_EXTRA_PACKAGES", "curl")
     assert template.template_key("bookworm") != before
     assert template.template_key("bookworm").startswith("bookworm-")
+
+
+def test_supervisor_restarts_after_reboot_status(tmp_path: Path) -> None:
+    counter = tmp_path / "boots"
+    script = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n+1)) > {counter}; "
+        '[ "$n" -ge 2 ] && exit 7; exit 133'
+    )
+    reboots: list[int] = []
+    run = supervisor.Supervisor(
+        "10.77.0.1/24", ["sh", "-c", script], lambda pid, _gw: reboots.append(pid)
+    )
+    assert run.run() == 7
+    assert counter.read_text().strip() == "3"
+    assert len(reboots) == 2
