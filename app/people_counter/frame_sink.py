@@ -2,9 +2,10 @@
 
 The counter listens on a Unix stream socket (stream.socket_path, in /run/people-counter);
 the encoder (`people-counter-stream`) connects to it. A background thread owns the
-socket: the counting thread only hands a frame reference over. When no encoder is
-connected, or the writer is still busy with an earlier frame (the encoder is slow or
-SIGSTOPped), the offered frame is dropped at once and counted.
+socket: the counting thread only puts a frame reference into a one-frame slot. With no
+encoder connected the frame is dropped at once; while the writer is busy (the encoder
+is slow or SIGSTOPped) a newer frame replaces the waiting one, which is dropped. Drops
+are counted, and the counting thread never waits.
 
 Wire format, self-describing so that the encoder needs no duplicated settings:
 
@@ -89,7 +90,6 @@ class FrameSink:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: tuple[Frame, int, float] | None = None
-        self._busy = False
         self._client: socket.socket | None = None
         self._closing = False
         self._listener = self._listen()
@@ -101,16 +101,23 @@ class FrameSink:
         return self._client is not None
 
     def offer(self, frame_bgr: Frame) -> bool:
-        """Hand one BGR frame over; False (and a drop counted) when it cannot be sent now."""
+        """Hand one BGR frame over; never waits. False when this call dropped a frame.
+
+        With no encoder connected the offered frame is dropped. Otherwise it takes the
+        one-frame slot; an older frame still waiting there (the writer is busy: the encoder
+        is slow or stopped) is dropped instead, so the encoder always gets the newest frame.
+        """
         with self._lock:
             self._seq += 1
-            if self._client is None or self._busy or self._closing:
+            if self._client is None or self._closing:
                 self.dropped += 1
                 return False
+            replaced = self._pending is not None
             self._pending = (frame_bgr, self._seq, time.time())
-            self._busy = True
             self._wake.notify()
-            return True
+            if replaced:
+                self.dropped += 1
+            return not replaced
 
     def close(self) -> None:
         with self._lock:
@@ -145,7 +152,8 @@ class FrameSink:
         return listener
 
     def _run(self) -> None:
-        header_sent_for: tuple[int, int] | None = None
+        # The connection that got the stream header, and the frame size it announced.
+        header_for: tuple[socket.socket, tuple[int, int]] | None = None
         while True:
             with self._lock:
                 if self._pending is None and not self._closing:
@@ -159,33 +167,30 @@ class FrameSink:
                 continue
             frame, seq, ts = item
             client = self._client
+            if client is None:
+                with self._lock:
+                    self.dropped += 1
+                continue
             try:
-                if client is not None:
-                    frame = np.ascontiguousarray(frame, dtype=np.uint8)
-                    shape = (frame.shape[1], frame.shape[0])
-                    if header_sent_for is not None and header_sent_for != shape:
-                        # The encoder was started for another size: make it start anew.
-                        raise ConnectionResetError("frame size changed")
-                    if header_sent_for is None:
-                        header = StreamHeader(shape[0], shape[1], self.fps_hint)
-                        self._send_all(client, header.encode())
-                        header_sent_for = shape
-                    data = memoryview(frame).cast("B")
-                    self._send_all(client, FRAME_HEADER.pack(FRAME_MAGIC, len(data), seq, ts))
-                    self._send_all(client, data)
-                    self.sent += 1
+                frame = np.ascontiguousarray(frame, dtype=np.uint8)
+                shape = (frame.shape[1], frame.shape[0])
+                if header_for is None or header_for[0] is not client:
+                    self._send_all(client, StreamHeader(shape[0], shape[1], self.fps_hint).encode())
+                    header_for = (client, shape)
+                elif header_for[1] != shape:
+                    # The encoder was started for another size: make it start anew.
+                    raise ConnectionResetError("frame size changed")
+                data = memoryview(frame).cast("B")
+                self._send_all(client, FRAME_HEADER.pack(FRAME_MAGIC, len(data), seq, ts))
+                self._send_all(client, data)
+                self.sent += 1
             except (OSError, _Closing) as error:
                 if not isinstance(error, _Closing):
                     log.info("encoder disconnected: %s", error)
                 self._drop_client()
-                header_sent_for = None
+                header_for = None
                 with self._lock:
                     self.dropped += 1
-            finally:
-                with self._lock:
-                    self._busy = False
-            if self._client is None:
-                header_sent_for = None
         self._drop_client()
 
     def _accept_waiting(self) -> None:

@@ -203,3 +203,27 @@ def test_close_is_prompt_with_a_stopped_encoder(sock_path: Path) -> None:
         os.kill(reader.pid, signal.SIGCONT)
         reader.kill()
         reader.wait()
+
+
+def test_a_new_encoder_connection_replaces_a_live_one_and_gets_a_header(sock_path: Path) -> None:
+    with FrameSink(sock_path, 10.0) as sink:
+        old = start_reader(sock_path)
+        try:
+            wait_connected(sink)
+            offer_loop(sink, 0.3, 20)
+            new = start_reader(sock_path)  # e.g. the stream service restarted before the old one died
+            try:
+                deadline = time.monotonic() + 5
+                sent = sink.sent
+                while sink.sent < sent + 5:
+                    offer_loop(sink, 0.1, 20)
+                    assert time.monotonic() < deadline
+            finally:
+                sink.close()
+                new_lines = read_lines(new)
+                new.wait(5)
+        finally:
+            old.kill()
+            old.wait()
+    assert "header" in new_lines[0]
+    assert len(new_lines) > 3 and all(f["whole"] for f in new_lines[1:])
