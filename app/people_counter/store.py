@@ -182,7 +182,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, DB_MODE))
     try:
         db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        db.execute("PRAGMA journal_mode=WAL")
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            # Still correct, but each commit then waits for an fsync: record() gets slower.
+            log.warning("%s: could not switch to WAL (journal mode %s); commits will be slower", path, mode)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
     except sqlite3.DatabaseError as error:
