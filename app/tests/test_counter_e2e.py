@@ -61,7 +61,7 @@ def test_count_follows_the_hand_count(full_run: list[dict]) -> None:
     errors = [abs(int(full_run[frame]["count"]) - count) for frame, count in hand.items()]
     mae = statistics.mean(errors)
     print(f"per-frame mean absolute error against the hand count: {mae:.2f} ({errors})")
-    assert mae <= 1.5, f"MAE {mae:.2f} over frames {sorted(hand)}"
+    assert mae <= 1.0, f"MAE {mae:.2f} over frames {sorted(hand)}"
 
 
 def test_kill_9_mid_video_and_restart_loses_nothing(
@@ -152,7 +152,12 @@ def test_mqtt_contract_broker_outage_and_sigterm(
     counter = CounterProcess(config, "--results", str(results))
     try:
         online = collector.wait_for(lambda m: m.topic.endswith("/available") and m.text == "online", 60)
-        assert online is not None and online.retain, counter.log()[-3000:]
+        assert online is not None, counter.log()[-3000:]
+        # A subscriber arriving later gets the retained availability and state at once.
+        late_topics = ["people_counter/e2e/available", "people_counter/e2e/state"]
+        with subscribe_collect(broker.host, broker.port, "dashboard", broker.users["dashboard"], late_topics) as late:
+            retained = late.wait_count("people_counter/e2e/state", 1, 5) + late.wait_count(late_topics[0], 1, 5)
+            assert len(retained) == 2 and all(m.retain for m in retained)
         entered = collector.wait_for(lambda m: m.topic.endswith("/event") and json.loads(m.text)["type"] == "enter", 30)
         assert entered is not None
         assert set(json.loads(entered.text)) >= {"type", "track_id", "ts", "duration_s"}
