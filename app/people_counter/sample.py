@@ -69,9 +69,7 @@ def _make_cache_dir(directory: Path) -> None:
 def _download_deb(directory: Path) -> Path:
     apt_get = shutil.which("apt-get")
     if apt_get is None:
-        raise SampleError(
-            f"apt-get not found: download the {SAMPLE_PACKAGE} .deb elsewhere and pass it with --deb"
-        )
+        raise SampleError(f"apt-get not found: download the {SAMPLE_PACKAGE} .deb elsewhere and pass it with --deb")
     # apt's _apt sandbox user cannot write to a private temp dir; as root it warns and
     # downloads anyway, so the warning is kept out of the user's way.
     proc = subprocess.run(
@@ -85,8 +83,7 @@ def _download_deb(directory: Path) -> Path:
     if proc.returncode != 0 or not debs:
         detail = _last_line(proc.stderr) or f"exit status {proc.returncode}"
         raise SampleError(
-            f"cannot download {SAMPLE_PACKAGE} with apt-get ({detail}); "
-            "run `apt-get update`, or pass a .deb with --deb"
+            f"cannot download {SAMPLE_PACKAGE} with apt-get ({detail}); run `apt-get update`, or pass a .deb with --deb"
         )
     return debs[-1]
 
@@ -114,9 +111,7 @@ def _extract_sample(deb: Path, target: Path) -> None:
 @contextmanager
 def _fsys_tar(deb: Path) -> Iterator[IO[bytes]]:
     """The .deb's data archive as a stream, whatever its compression (dpkg-deb knows them all)."""
-    proc = subprocess.Popen(
-        ["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     try:
         yield proc.stdout
@@ -143,9 +138,7 @@ def _write_checked(source: IO[bytes], target: Path) -> None:
             out.flush()
             os.fsync(out.fileno())
         if digest.hexdigest() != SAMPLE_SHA256:
-            raise SampleError(
-                f"vtest.avi sha256 mismatch: got {digest.hexdigest()}, expected {SAMPLE_SHA256}"
-            )
+            raise SampleError(f"vtest.avi sha256 mismatch: got {digest.hexdigest()}, expected {SAMPLE_SHA256}")
         tmp.chmod(0o644)
         os.replace(tmp, target)
     finally:
