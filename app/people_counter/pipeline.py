@@ -33,7 +33,6 @@ from people_counter.tracker import PersonTracker
 log = logging.getLogger("people_counter.pipeline")
 
 HOUSEKEEPING_INTERVAL_S = 1.0
-PRUNE_INTERVAL_S = 3600.0
 SHUTDOWN_BUDGET_S = 4.0
 
 
@@ -122,7 +121,6 @@ class CountingLoop:
         self.last_done_at = 0.0
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
         self._next_housekeeping = 0.0
-        self._next_prune = 0.0
         self._next_stream_ts = 0.0
         self._last_tracks: TrackerOutput = TrackerOutput(ts=time.time(), visible=())
 
@@ -247,7 +245,7 @@ class CountingLoop:
         )
 
     def _housekeeping(self) -> None:
-        """Once a second: watchdog, heartbeat, resets, pruning. Never per frame."""
+        """Once a second: watchdog, heartbeat, resets, flushing. Never per frame."""
         now = time.monotonic()
         if now < self._next_housekeeping:
             return
@@ -261,12 +259,7 @@ class CountingLoop:
         elif self.daily_reset.due(wall):
             self.store.reset(wall)
             self._reset("daily reset time reached")
-        if now >= self._next_prune:
-            self._next_prune = now + PRUNE_INTERVAL_S
-            removed = self.store.prune(wall)
-            if removed:
-                log.info("pruned %d rows older than %d days", removed, self.config.store.retention_days)
-        self.store.flush(wall)
+        self.store.flush(wall)  # also prunes rows past the retention period, hourly
 
     def _reset(self, why: str) -> None:
         log.info("count reset: %s", why)
