@@ -378,3 +378,22 @@ def _wait(predicate: object, timeout: float) -> bool:
             pass
         time.sleep(0.1)
     return False
+
+
+def test_viewer_limit_answers_503(broker: MosquittoBroker) -> None:
+    with short_tmp() as run, DashboardProcess(run, broker, run / "none.sock", extra={"max_viewers": 2}) as dash:
+        _, cookie = dash.login()
+        viewers = [MjpegViewer(dash.url, cookie) for _ in range(2)]
+        try:
+            assert _wait(lambda: all(v.status == 200 for v in viewers), 5)
+            assert http_get(dash.url + "/video.mjpg", cookie)[0] == 503
+        finally:
+            for v in viewers:
+                v.close()
+        # Leaving frees the places.
+        assert _wait(lambda: http_get(dash.url + "/snapshot.jpg", cookie)[0] == 503, 2)
+        late = MjpegViewer(dash.url, cookie)
+        try:
+            assert _wait(lambda: late.status == 200, 5)
+        finally:
+            late.close()

@@ -142,7 +142,7 @@ def build_app(cfg: DashboardConfig) -> web.Application:
     app[CONFIG_KEY] = cfg
     app[STARTED_KEY] = time.time()
     feed = LiveFeed(cfg.mqtt, cfg.stale_after_s)
-    video = JpegSource(cfg.jpeg_socket)
+    video = JpegSource(cfg.jpeg_socket, cfg.max_viewers)
     feed.extra_health = lambda: {
         "encoder": video.encoder_health(),
         "dashboard_uptime_s": round(time.time() - app[STARTED_KEY]),
@@ -191,7 +191,8 @@ def _ssl_context(cfg: DashboardConfig) -> ssl.SSLContext | None:
 
 async def serve(cfg: DashboardConfig) -> None:
     app = build_app(cfg)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    # handler_cancellation: a viewer or SSE client that disconnects ends its handler at once.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, cfg.listen.host, cfg.listen.port, ssl_context=_ssl_context(cfg))
     await site.start()

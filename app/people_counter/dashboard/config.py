@@ -76,6 +76,8 @@ class DashboardConfig(Section):
     jpeg_socket: Path = Path("/run/people-counter/mjpeg.sock")
     """Where people-counter-stream serves the encoded JPEGs."""
     stale_after_s: float = Field(default=10.0, gt=0, le=300)
+    max_viewers: int = Field(default=20, ge=1, le=500)
+    """Open video streams at once; more get 503 (each costs a socket and a little CPU)."""
 
 
 def load_dashboard_config(path: Path) -> DashboardConfig:

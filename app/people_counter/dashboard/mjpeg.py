@@ -26,6 +26,7 @@ RECONNECT_S = 0.5
 # The encoder sends a status every second: three missed means it is stopped or hung.
 ENCODER_SILENT_S = 3 * STATUS_EVERY_S
 VIDEO_FRESH_S = 3.0
+IDLE_CHECK_S = 1.0
 
 
 class _Viewer:
@@ -40,8 +41,9 @@ class _Viewer:
 class JpegSource:
     """Reads the stream's socket; publishes each JPEG to every viewer's slot."""
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, max_viewers: int = 20) -> None:
         self.socket_path = socket_path
+        self.max_viewers = max_viewers
         self.connected = False
         self.status: dict[str, Any] = {}
         self.status_at = 0.0
@@ -129,6 +131,8 @@ class JpegSource:
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         """GET /video.mjpg: multipart/x-mixed-replace, one part per JPEG."""
+        if len(self._viewers) >= self.max_viewers:
+            raise web.HTTPServiceUnavailable(text="too many viewers", headers={"Retry-After": "10"})
         response = web.StreamResponse(
             headers={
                 "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
@@ -137,6 +141,10 @@ class JpegSource:
             }
         )
         await response.prepare(request)
+        # aiohttp holds the headers back until the first body bytes; a preamble (ignored
+        # before the first boundary) sends them now, so a viewer knows it is in even
+        # while the encoder is down.
+        await response.write(b"\r\n")
         viewer = _Viewer()
         # Start with the latest frame if it is recent, so a new viewer sees a picture at once.
         if self.latest is not None and time.monotonic() - self.latest_at < VIDEO_FRESH_S:
@@ -145,7 +153,13 @@ class JpegSource:
         self._viewers.add(viewer)
         try:
             while True:
-                await viewer.wake.wait()
+                try:
+                    await asyncio.wait_for(viewer.wake.wait(), IDLE_CHECK_S)
+                except TimeoutError:
+                    # No frames (encoder down): notice a viewer that left, so its place is freed.
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    continue
                 viewer.wake.clear()
                 frame, viewer.frame = viewer.frame, None
                 if frame is None:

@@ -188,6 +188,7 @@ class DashboardProcess(_Child):
         mqtt_password: str = "dashpw",
         stale_after_s: float = 10.0,
         port: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(run_dir)
         self.password = password
@@ -213,6 +214,7 @@ class DashboardProcess(_Child):
             "database": str(database or run_dir / "counts.sqlite3"),
             "jpeg_socket": str(jpeg_socket),
             "stale_after_s": stale_after_s,
+            **(extra or {}),
         }
         self.config_path = run_dir / "dashboard.yml"
         self.config_path.write_text(yaml.safe_dump(config))

@@ -92,8 +92,8 @@ function applySnapshot(snap) {
 
   const enc = snap.encoder || {};
   const encLevel = enc.state === "running" ? "ok" : enc.state === "waiting" ? "warn" : "bad";
-  const encText = enc.state === "running" ? `running · ${Number(enc.fps).toFixed(1)} fps` :
-    enc.state === "waiting" ? "waiting for frames" : enc.state || "–";
+  const encText = enc.state === "running" ? `${Number(enc.fps).toFixed(0)} fps` :
+    enc.state === "waiting" ? "waiting" : enc.state || "–";
   setHealth("h-encoder", encText, encLevel);
   $("video-meta").textContent = enc.video ? `${enc.size} · ${Number(enc.fps).toFixed(0)} fps · ${enc.viewers} watching` : "";
   setVideo(Boolean(enc.video), enc.state);
@@ -213,6 +213,10 @@ function drawChart(data) {
       svg("path", { d: `${d}L${x(last).toFixed(1)},${H - pad.b}L${x(first).toFixed(1)},${H - pad.b}Z`,
         class: "people-area" }, root);
       svg("path", { d, class: "people-line" }, root);
+      if (segment.length === 1) {
+        // A lone minute has no line to draw: mark it with a dot.
+        svg("circle", { cx: x(first), cy: yP(segment[0][1]), r: 3, class: "people-dot" }, root);
+      }
     }
     segment = [];
   };
