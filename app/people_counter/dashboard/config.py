@@ -1,7 +1,28 @@
 """The dashboard's own config file (default /etc/people-counter/dashboard.yml), one typed model.
 
 It is separate from the counter's config because its secrets (the password hash, the
-MQTT password) must be readable by the dashboard's service user alone.
+MQTT password) must be readable by the dashboard's service user alone. Example, with
+the defaults of everything but the password hash:
+
+    listen: {host: 0.0.0.0, port: 8080}
+    auth:
+      password_hash: "scrypt$16384$8$1$<salt b64>$<key b64>"   # people-counter-dashboard hash-password
+      # or password_hash_file: /run/credentials/people-counter-dashboard.service/password-hash
+      session_secret_file: /var/lib/people-counter-dashboard/session.key   # created 0600 if missing
+      session_max_age_s: 43200
+    tls: {cert_file: /etc/people-counter/tls/cert.pem, key_file: /etc/people-counter/tls/key.pem}  # optional
+    mqtt:
+      host: 127.0.0.1
+      port: 1883
+      username: people-counter-web
+      password_file: /run/credentials/people-counter-dashboard.service/mqtt-password
+      ca_file: null            # set for TLS to the broker
+      topic_prefix: people_counter
+      device_id: <host name>   # must match the counter's device_id
+    database: /var/lib/people-counter/counts.sqlite3   # the counter's SQLite, read-only
+    jpeg_socket: /run/people-counter/mjpeg.sock         # people-counter-stream's output
+    stale_after_s: 10
+    max_viewers: 20
 """
 
 from __future__ import annotations

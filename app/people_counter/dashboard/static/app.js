@@ -264,6 +264,9 @@ function connectEvents() {
   source.addEventListener("snapshot", (e) => applySnapshot(JSON.parse(e.data)));
   source.addEventListener("alert", (e) => addAlert(JSON.parse(e.data), true));
   source.onerror = () => {
+    // The dashboard may have restarted: its video connection is gone too, so reopen it
+    // as soon as a snapshot says video is playing again.
+    videoWasOn = false;
     $("live-pill").className = "pill bad";
     $("live-text").textContent = "Dashboard unreachable";
     $("stale-banner").hidden = false;
