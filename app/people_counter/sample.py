@@ -6,10 +6,12 @@ through `dpkg-deb --fsys-tarfile` and only the one member is written to disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -111,18 +113,36 @@ def _extract_sample(deb: Path, target: Path) -> None:
 @contextmanager
 def _fsys_tar(deb: Path) -> Iterator[IO[bytes]]:
     """The .deb's data archive as a stream, whatever its compression (dpkg-deb knows them all)."""
-    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Its own session, so that the decompressor dpkg-deb forks can be stopped with it.
+    proc = subprocess.Popen(
+        ["dpkg-deb", "--fsys-tarfile", str(deb)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     try:
         yield proc.stdout
     except tarfile.TarError as error:
-        raise SampleError(f"{deb}: not a readable .deb ({error})") from None
+        detail = _last_line(_stop(proc))
+        raise SampleError(f"{deb}: not a readable .deb ({detail or error})") from None
     finally:
         # Stop early once the member is found: the rest of the archive is not needed.
-        proc.kill()
-        _, stderr = proc.communicate()
-    if proc.returncode not in (0, -9):
-        raise SampleError(f"{deb}: dpkg-deb failed: {_last_line(stderr.decode(errors='replace'))}")
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> str:
+    """End dpkg-deb and its children (idempotent); return what it said on stderr."""
+    assert proc.stdout is not None and proc.stderr is not None
+    if proc.stderr.closed:
+        return ""
+    proc.stdout.close()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    said = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    return said
 
 
 def _write_checked(source: IO[bytes], target: Path) -> None:
