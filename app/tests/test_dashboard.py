@@ -397,3 +397,38 @@ def test_viewer_limit_answers_503(broker: MosquittoBroker) -> None:
             assert _wait(lambda: late.status == 200, 5)
         finally:
             late.close()
+
+
+def test_encoder_sigstop_then_video_returns(pair: LivePair, cookie: str) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    def encoder() -> dict[str, object]:
+        return json.loads(pair.get("/api/state", cookie)[2])["encoder"]  # type: ignore[no-any-return]
+
+    sink = FrameSink(pair.frame_socket, 20.0)
+    feeder = threading.Thread(target=feed_frames, args=(sink, 9.0))
+    feeder.start()
+    viewer = MjpegViewer(pair.url, cookie)
+    procs = [psutil.Process(pair.stream.pid), *psutil.Process(pair.stream.pid).children()]
+    try:
+        assert _wait(lambda: encoder()["video"], 10)
+        for p in procs:
+            os.kill(p.pid, signal.SIGSTOP)
+        try:
+            assert _wait(lambda: encoder()["state"] == "not responding" and not encoder()["video"], 5)
+            dropped = sink.dropped
+            time.sleep(0.5)
+            assert sink.dropped > dropped  # the counter's side drops instead of waiting
+        finally:
+            for p in procs:
+                os.kill(p.pid, signal.SIGCONT)
+        assert _wait(lambda: encoder()["video"], 5)
+        seen = len(viewer.received)
+        assert _wait(lambda: len(viewer.received) > seen + 10, 5)  # the same viewer sees video again
+    finally:
+        feeder.join()
+        sink.close()
+        viewer.close()
