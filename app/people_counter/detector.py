@@ -424,7 +424,7 @@ class PersonDetector:
         self._tiles: list[Tile] = []
         self._output_indices = self._find_output_indices()
         log.info(
-            "model %s (%s form, input %dx%d) on %s: tiles %s, %d inferences a frame, %d requests",
+            "model %s (%s form, input %dx%d) on %s: tiles %s, %d inference(s) a frame, %d requests",
             self.model_path,
             self.layout.form,
             self.layout.input_width,
