@@ -156,9 +156,14 @@ def test_wrong_password_gets_401_and_no_video(
 def test_dashboard_live_video_figures_alerts_and_stale_banner(
     setup: tuple[MosquittoBroker, LivePair, CounterPublisher], browser: object
 ) -> None:
+    from playwright.sync_api import expect
+
     broker, pair, counter = setup
     context = browser.new_context(viewport={"width": 1600, "height": 1000})  # type: ignore[attr-defined]
     page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         page.goto(pair.url + "/login")
         page.fill("#password", pair.dashboard.password)
@@ -169,24 +174,32 @@ def test_dashboard_live_video_figures_alerts_and_stale_banner(
 
         # The video plays: the picture changes from one moment to the next.
         page.wait_for_selector("#video-off", state="hidden", timeout=10000)
-        page.wait_for_function("document.getElementById('video').naturalWidth > 0", timeout=10000)
+        # (wait_for_function would need 'unsafe-eval', which the page's CSP rightly refuses)
+        deadline = time.monotonic() + 10
+        while page.evaluate("document.getElementById('video').naturalWidth") == 0:
+            assert time.monotonic() < deadline, "no video frame decoded"
+            page.wait_for_timeout(100)
         first = _digest(page.locator("#video").screenshot())
         time.sleep(1.0)
         second = _digest(page.locator("#video").screenshot())
         assert first != second, "the video did not change"
 
         # Figures follow a published state within 2 s.
-        page.wait_for_function("document.getElementById('total').textContent === '57'", timeout=5000)
+        expect(page.locator("#total")).to_have_text("57", timeout=5000)
         sent = time.monotonic()
         counter.state(count=4, total=58, **{"in": 24, "out": 19}, avg_duration_s=42.5)
-        page.wait_for_function("document.getElementById('count').textContent === '4'", timeout=2000)
-        page.wait_for_function("document.getElementById('total').textContent === '58'", timeout=2000)
+        expect(page.locator("#count")).to_have_text("4", timeout=2000)
+        expect(page.locator("#total")).to_have_text("58", timeout=2000)
         assert time.monotonic() - sent < 2.0
         assert page.inner_text("#privacy-text") == "Privacy blur on"
         assert page.inner_text("#live-text") == "Live"
         assert page.is_hidden("#stale-banner")
         page.wait_for_selector("#chart svg path.people-line", timeout=5000)
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+        page.set_viewport_size({"width": 1920, "height": 1080})  # a shop screen
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-1080p.png"))
+        page.set_viewport_size({"width": 1600, "height": 1000})
 
         # An alert appears as it happens.
         counter.alert("occupancy", 12, 10)
@@ -220,12 +233,13 @@ def test_dashboard_live_video_figures_alerts_and_stale_banner(
         pair.stream.stop()
         page.wait_for_selector("#video-off", state="visible", timeout=6000)
         counter.state(count=6, total=60)
-        page.wait_for_function("document.getElementById('count').textContent === '6'", timeout=3000)
+        expect(page.locator("#count")).to_have_text("6", timeout=3000)
         page.screenshot(path=str(ARTIFACTS / "dashboard-video-down.png"))
 
         # Narrow screen (a phone at the door).
         page.set_viewport_size({"width": 420, "height": 900})
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / "dashboard-narrow.png"), full_page=True)
+        assert not problems, problems  # no script errors, nothing the page's own CSP refused
     finally:
         context.close()

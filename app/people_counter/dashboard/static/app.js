@@ -90,7 +90,10 @@ function applySnapshot(snap) {
   setHealth("h-dropped", has ? String(st.dropped_frames) : "–", has && st.dropped_frames > 0 ? "warn" : "");
   setHealth("h-uptime", has ? fmtDuration(st.uptime_s) : "–", "");
 
+  setHealth("h-privacy", typeof st.privacy_blur === "boolean" ? (st.privacy_blur ? "on" : "off") : "–",
+    st.privacy_blur === true ? "ok" : st.privacy_blur === false ? "warn" : "");
   const enc = snap.encoder || {};
+  setHealth("h-viewers", enc.viewers === undefined ? "–" : String(enc.viewers), "");
   const encLevel = enc.state === "running" ? "ok" : enc.state === "waiting" ? "warn" : "bad";
   const encText = enc.state === "running" ? `${Number(enc.fps).toFixed(0)} fps` :
     enc.state === "waiting" ? "waiting" : enc.state || "–";
