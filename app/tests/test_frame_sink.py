@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +41,9 @@ while True:
 """
 
 W, H = 768, 576
+# offer() may wait for the GIL while the writer thread runs Python code (the interpreter's
+# switch interval is 5 ms); on a loaded CI machine allow a few intervals, never a frame's send.
+GIL_SLACK_S = 0.05
 
 
 def frame(seq: int) -> np.ndarray:
@@ -94,7 +98,8 @@ def test_no_encoder_offer_is_instant_and_counts_drops(sock_path: Path) -> None:
         durations, accepted, refused = offer_loop(sink, 0.3, 200)
         assert accepted == 0
         assert sink.dropped == refused > 20
-        assert max(durations) < 0.005
+        assert statistics.median(durations) < 0.001
+        assert max(durations) < GIL_SLACK_S
     assert not sock_path.exists()
 
 
@@ -133,7 +138,10 @@ def test_stopped_encoder_never_blocks_and_resumes(sock_path: Path) -> None:
                 durations, _accepted, refused = offer_loop(sink, 1.5, 50)
             finally:
                 os.kill(reader.pid, signal.SIGCONT)
-            assert max(durations) < 0.005, f"offer() blocked for {max(durations) * 1000:.1f} ms"
+            # Sending one frame to a stopped encoder would take forever: anything near a
+            # millisecond proves offer() did not wait for it.
+            assert statistics.median(durations) < 0.001
+            assert max(durations) < GIL_SLACK_S, f"offer() took {max(durations) * 1000:.1f} ms"
             assert refused > 40
             assert sink.sent <= sent_before + 2
             # Resumed: frames flow again, by themselves.
