@@ -10,7 +10,6 @@ export PEOPLE_COUNTER_CACHE ?= /var/cache/people-counter
 export PEOPLE_COUNTER_MODEL_STATE ?= $(PEOPLE_COUNTER_CACHE)/test-state
 MODEL_STATE := $(PEOPLE_COUNTER_MODEL_STATE)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-export OPENVINO_TELEMETRY_DISABLE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
 APT_PACKAGES := mosquitto mosquitto-clients sqlite3 chromium fonts-dejavu-core \
