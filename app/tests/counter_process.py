@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -43,14 +42,12 @@ def read_results(path: Path) -> list[dict[str, object]]:
 
 class CounterProcess:
     def __init__(self, config: Path, *extra: str) -> None:
-        env = dict(os.environ, OPENVINO_TELEMETRY_DISABLE="1")
         self.log_path = config.with_suffix(f".{time.monotonic_ns()}.log")
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "people_counter.cli", "run", "-c", str(config), *extra],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=env,
         )
 
     @property
