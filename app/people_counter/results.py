@@ -12,7 +12,8 @@ from people_counter.records import CounterState, TrackerOutput
 class ResultsWriter:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO = path.open("w", encoding="utf-8")
+        # Line-buffered: a results file can be followed (tail -f) while the counter runs.
+        self._file: TextIO = path.open("w", encoding="utf-8", buffering=1)
 
     def write(self, frame_index: int, state: CounterState, tracks: TrackerOutput, latency_ms: float) -> None:
         line = {
