@@ -244,3 +244,21 @@ def test_a_wheel_with_the_wrong_hash_is_refused_and_leaves_nothing(tmp_path: Pat
         ensure_ffmpeg(cache, wheel=fake)
     assert not cached_binary(cache).exists()
     assert list(cached_binary(cache).parent.iterdir()) == []  # no temporary left behind
+
+
+def test_a_failing_ffmpeg_is_reported_and_retried_not_fatal(run_dir: Path) -> None:
+    with StreamProcess(run_dir, ffmpeg=Path("/bin/false"), width=640) as stream:
+        client = JpegClient(stream.jpeg_socket)
+        sink = FrameSink(stream.frame_socket, 20.0)
+        feeder = threading.Thread(target=feed, args=(sink, 3.0))
+        feeder.start()
+        try:
+            status = client.wait_status("restarting")
+            assert "ffmpeg exited with status 1" in str(status["last_error"])
+            client.wait_status("waiting")  # and it goes back to waiting for the counter
+            assert stream.alive()
+        finally:
+            feeder.join()
+            sink.close()
+            client.close()
+    assert stream.returncode == 0, stream.log()
