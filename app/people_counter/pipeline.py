@@ -93,8 +93,6 @@ class CountingLoop:
 
         source = options.input_override or config.input.source
         spec = parse_input(source)
-        self.store = CountStore(config.state_dir, config.store.retention_days)
-        totals, last_track_id = self.store.load()
         self.detector = PersonDetector(config.model, config.state_dir)
         realtime = config.input.realtime if options.realtime is None else options.realtime
         self.reader = FrameReader(
@@ -105,6 +103,9 @@ class CountingLoop:
             reconnect_max_s=config.input.reconnect_max_s,
             start_frame=options.start_frame,
         )
+        # The store comes last, so that a bad input or model leaves no database behind.
+        self.store = CountStore(config.state_dir, config.store.retention_days)
+        totals, last_track_id = self.store.load()
         self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1, frame_size=self.reader.frame_size)
         self.counter = PeopleCounter(config.counting, self.reader.frame_size, totals)
         self.last_track_id = last_track_id
