@@ -231,7 +231,7 @@ def test_metrics_parse_and_carry_the_figures(pair: LivePair, counter: CounterPub
     counter.state(count=4, total=21, **{"in": 9, "out": 5}, fps=9.5, inference_ms=7.25, dropped_frames=2)
     assert _wait(lambda: parse_metrics(pair.get("/metrics")[2].decode()).get("people_counter_total") == 21, 5)
     status, headers, body = pair.get("/metrics")
-    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
     values = parse_metrics(body.decode())
     assert values["people_counter_count"] == 4
     assert values["people_counter_in"] == 9 and values["people_counter_out"] == 5

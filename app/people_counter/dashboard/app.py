@@ -101,7 +101,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     text = render_metrics(request.app[FEED_KEY], request.app[VIDEO_KEY])
-    return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"})
+    # The Prometheus text exposition format announces its version in the content type.
+    return web.Response(
+        body=text.encode(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"},
+    )
 
 
 async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
