@@ -281,14 +281,22 @@ class CountingLoop:
             return
         if new.input != self.config.input or new.model != self.config.model or new.state_dir != (self.config.state_dir):
             log.warning("reload: input, model and state_dir changes take effect at the next restart")
-        if new.counting != self.config.counting:
-            self.counter.reconfigure(new.counting)
-        if new.mqtt != self.config.mqtt or new.device_id != self.config.device_id:
+        if self.options.mqtt_enabled and (new.mqtt != self.config.mqtt or new.device_id != self.config.device_id):
+            # One client id at a time: a second connection would take the session over and fire the Will.
             if self.publisher is not None:
                 self.publisher.stop(self.state())
-            self.publisher = MqttPublisher(new.mqtt, new.device_id) if self.options.mqtt_enabled else None
-            if self.publisher is not None:
+            self.publisher = MqttPublisher(new.mqtt, new.device_id)
+            try:
                 self.publisher.start()
+            except UserError as error:
+                log.error("reload refused, keeping the running config: %s", error)
+                self.publisher = MqttPublisher(self.config.mqtt, self.config.device_id)
+                self.publisher.start()
+                return
+        if new.counting != self.config.counting:
+            self.counter.reconfigure(new.counting)
+        if new.tracker != self.config.tracker:
+            self.tracker.reconfigure(new.tracker)
         self.config = new.model_copy(
             update={
                 "input": self.config.input,
