@@ -43,7 +43,8 @@ def test_ffmpeg_is_the_pinned_build(device: Node) -> None:
     first_line = device.check(
         "/usr/local/bin/ffmpeg -hide_banner -version"
     ).splitlines()[0]
-    assert first_line.startswith(f"ffmpeg version {version} "), first_line
+    # The static build calls itself n9.0.2-<commits>-g<hash>-<date>.
+    assert re.match(rf"ffmpeg version n?{re.escape(version)}\b", first_line), first_line
     target = device.check("readlink -f /usr/local/bin/ffmpeg").strip()
     assert f"/{version}/" in target, target
 
@@ -224,14 +225,18 @@ def test_dashboard_user_cannot_publish(device: Node) -> None:
     refused = device.mqtt_pub(
         f"people_counter/{device.name}/event", '{"type": "forged"}', WEB_USER, web
     )
-    assert refused.rc != 0, "the dashboard user published"
-    assert "not authori" in (refused.stderr + refused.stdout).lower()
+    # MQTT v5 at QoS 1: the broker refuses the PUBLISH; mosquitto_pub warns, yet exits 0.
+    assert "not authori" in (refused.stderr + refused.stdout).lower(), (
+        "the dashboard user published"
+    )
     # The same command works for the counter's user on its own prefix: the refusal is the ACL.
     counter = device.mqtt_password(COUNTER_USER)
     allowed = device.mqtt_pub(
         f"people_counter/{device.name}/test-probe", "probe", COUNTER_USER, counter
     )
-    assert allowed.rc == 0, allowed.stderr
+    assert allowed.rc == 0 and "not authori" not in allowed.stderr.lower(), (
+        allowed.stderr
+    )
 
 
 @pytest.mark.units(MOSQUITTO)
@@ -252,8 +257,10 @@ def test_counter_user_cannot_write_other_prefixes(device: Node) -> None:
     result = device.mqtt_pub(
         "people_counter/another-device/state", "{}", COUNTER_USER, counter
     )
-    assert result.rc != 0
-    assert "not authori" in (result.stderr + result.stdout).lower()
+    # MQTT v5 at QoS 1: the broker refuses the PUBLISH; mosquitto_pub warns, yet exits 0.
+    assert "not authori" in (result.stderr + result.stdout).lower(), (
+        "the counter's user wrote another prefix"
+    )
 
 
 # The counter and the fleet.
