@@ -36,7 +36,8 @@ INVENTORY_FILE = Path(
     os.environ.get("MOLECULE_INVENTORY_FILE", "/nonexistent/ansible_inventory.yml")
 )
 INVENTORY_DIR = INVENTORY_FILE.parent
-CREDENTIALS_DIR = INVENTORY_DIR / "credentials"
+# Beside the inventory directory, not in it (group_vars/molecule_fleet.yml says why).
+CREDENTIALS_DIR = INVENTORY_DIR.parent / "credentials"
 LAUNCHER = PROJECT_DIR / "molecule" / "launcher" / "nspawn_hosts.py"
 
 MOSQUITTO = "mosquitto.service"

@@ -115,6 +115,19 @@ def test_unit_order(device: Node) -> None:
     assert shown["Restart"] == "on-failure"
 
 
+def test_units_verify_cleanly(device: Node) -> None:
+    units = " ".join(f"/etc/systemd/system/{unit}" for unit in (*APP_UNITS, TARGET))
+    result = device.run(f"systemd-analyze verify {units}")
+    # It exits 0 even on some warnings: read what it says about our units too.
+    ours = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "people-counter" in line
+    ]
+    assert result.rc == 0, result.stderr
+    assert not ours, "\n".join(ours)
+
+
 HARDENING = {
     "NoNewPrivileges": "yes",
     "ProtectSystem": "strict",
