@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, load_config
-from people_counter.errors import UserError
+from people_counter.entrypoint import run_command
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -111,18 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return int(args.func(args))
-    except UserError as error:
-        print(f"people-counter: {error}", file=sys.stderr)
-        return error.exit_status
-    except KeyboardInterrupt:
-        return 130
+    return run_command("people-counter", args.verbose, lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ prints the binary's path, so that the Makefile, the tests and the devices share 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import stat
@@ -19,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from people_counter import paths
+from people_counter.checksums import sha256_file
 from people_counter.errors import UserError
 
 FFMPEG_VERSION = "9.0.2"
@@ -49,14 +49,6 @@ def wheel_name(arch: str) -> str:
 
 def cached_binary(cache: Path | None = None) -> Path:
     return (cache or paths.cache_dir()) / f"ffmpeg-{FFMPEG_VERSION}" / "ffmpeg"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def binary_version(binary: Path) -> str | None:
@@ -115,7 +107,7 @@ def ensure_ffmpeg(cache: Path | None = None, wheel: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="ffmpeg-pin-", dir=target.parent) as tmp:
         tmp_dir = Path(tmp)
         whl = _download_wheel(arch, tmp_dir, wheel)
-        actual = _sha256(whl)
+        actual = sha256_file(whl)
         if actual != WHEEL_SHA256[arch]:
             raise FfmpegPinError(f"{whl.name}: sha256 {actual} is not the pinned {WHEEL_SHA256[arch]}")
         partial = tmp_dir / "ffmpeg"

@@ -8,7 +8,6 @@ A JSON file beside the IR records what it was made from, so a second run is a no
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 from people_counter import paths
+from people_counter.checksums import sha256_file
 from people_counter.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -42,14 +42,6 @@ _CHUNK = 1 << 20
 
 class ModelHashError(ModelError):
     """A downloaded or given model file does not have the pinned sha256."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def prepare_default_model(state_dir: Path, source: Path | None = None, force: bool = False) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from people_counter import paths
+from people_counter.checksums import sha256_file
 from people_counter.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,6 @@ _CHUNK = 1 << 20
 
 class SampleError(UserError):
     """The sample video could not be obtained or failed its checksum."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_sample(deb: Path | None = None) -> Path:

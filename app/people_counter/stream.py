@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, StreamConfig, load_config
-from people_counter.errors import UserError
+from people_counter.entrypoint import run_command
 from people_counter.ffmpeg_pin import resolve_ffmpeg
 from people_counter.frame_sink import FRAME_HEADER, FRAME_MAGIC, MAX_HEADER_LINE, StreamHeader
 
@@ -409,21 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG_PATH, help="config file (YAML)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        config = (
-            Config() if args.config == DEFAULT_CONFIG_PATH and not args.config.exists() else load_config(args.config)
-        )
-        return asyncio.run(_amain(config))
-    except UserError as error:
-        print(f"people-counter-stream: {error}", file=sys.stderr)
-        return error.exit_status
-    except KeyboardInterrupt:
-        return 130
+
+    def body() -> int:
+        missing_default = args.config == DEFAULT_CONFIG_PATH and not args.config.exists()
+        return asyncio.run(_amain(Config() if missing_default else load_config(args.config)))
+
+    return run_command("people-counter-stream", args.verbose, body)
 
 
 if __name__ == "__main__":

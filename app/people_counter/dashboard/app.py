@@ -27,6 +27,7 @@ from people_counter.dashboard.config import DEFAULT_DASHBOARD_CONFIG, DashboardC
 from people_counter.dashboard.live import LiveFeed
 from people_counter.dashboard.metrics import render_metrics
 from people_counter.dashboard.mjpeg import JpegSource
+from people_counter.entrypoint import run_command
 from people_counter.errors import ConfigError, UserError
 
 log = logging.getLogger("people_counter.dashboard")
@@ -240,28 +241,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_p = sub.add_parser("check-config", help="validate a dashboard config file")
     check_p.add_argument("file", type=Path)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        if args.command == "hash-password":
-            return _cmd_hash_password(args)
-        if args.command == "check-config":
-            read_password_hash(load_dashboard_config(args.file))
-            print(f"{args.file}: ok")
-            return 0
-        cfg = load_dashboard_config(args.config)
+
+    def body() -> int:
+        try:
+            if args.command == "hash-password":
+                return _cmd_hash_password(args)
+            if args.command == "check-config":
+                read_password_hash(load_dashboard_config(args.file))
+                print(f"{args.file}: ok")
+                return 0
+            cfg = load_dashboard_config(args.config)
+        except ValueError as error:  # a malformed hash or salt
+            raise UserError(str(error)) from None
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(cfg))
         return 0
-    except UserError as error:
-        print(f"people-counter-dashboard: {error}", file=sys.stderr)
-        return error.exit_status
-    except ValueError as error:
-        print(f"people-counter-dashboard: {error}", file=sys.stderr)
-        return 2
+
+    return run_command("people-counter-dashboard", args.verbose, body)
 
 
 if __name__ == "__main__":
