@@ -28,6 +28,11 @@ step() {  # step NAME: run `molecule NAME -s SCENARIO`, timed
 
 report() {
     local rc=$? line
+    if [[ $rc -ne 0 && ${PC_KEEP:-0} == 1 ]]; then
+        echo "molecule/test.sh: failed; hosts kept (PC_KEEP=1): molecule destroy -s $SCENARIO removes them" >&2
+    else
+        molecule destroy -s "$SCENARIO" >/dev/null 2>&1 || molecule destroy -s "$SCENARIO"
+    fi
     {
         echo "# molecule scenario '$SCENARIO' on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ), exit $rc"
         for name in "${order[@]}"; do
@@ -37,14 +42,8 @@ report() {
             "all hosts in parallel" "${took[converge]}"
         [[ -n ${took[idempotence]:-} ]] && printf 'second run (idempotence, changed=0): %d s (target < 60 s)\n' \
             "${took[idempotence]}"
-        printf 'whole molecule run: %d s\n' "$SECONDS"
-    } >"$TIMINGS.tmp"
-    if [[ $rc -ne 0 && ${PC_KEEP:-0} == 1 ]]; then
-        echo "molecule/test.sh: failed; hosts kept (PC_KEEP=1): molecule destroy -s $SCENARIO removes them" >&2
-    else
-        molecule destroy -s "$SCENARIO" >/dev/null 2>&1 || molecule destroy -s "$SCENARIO"
-    fi
-    mv "$TIMINGS.tmp" "$TIMINGS"
+        printf 'whole molecule run (with the final destroy): %d s\n' "$SECONDS"
+    } >"$TIMINGS"
     echo
     while IFS= read -r line; do echo "$line"; done <"$TIMINGS"
     echo "(saved in ${TIMINGS#"$ROOT"/})"
