@@ -59,8 +59,10 @@ test-app: setup
 	cd app && $(PY) -m pytest -q -ra
 	$(PY) -m pytest -q -ra molecule/launcher/tests
 
+# The fleet scenario on systemd-nspawn hosts: create, converge, idempotence, verify (with the
+# fault tests), destroy; timings in molecule/.timings.
 test-molecule: setup
-	cd molecule && $(VENV)/bin/molecule test --all
+	VENV=$(VENV) molecule/test.sh default
 
 test:
 	@start=$$(date +%s); \
@@ -71,8 +73,12 @@ bench: setup
 	cd app && $(PY) -m people_counter.bench --json $(CURDIR)/artifacts/bench.json
 	cd app && $(PY) live_bench.py
 
+# One local systemd test host provisioned by playbooks/site.yml: the sample video, the default model.
 demo: setup
-	$(PY) app/demo_local.py
+	VENV=$(VENV) molecule/demo.sh up
+
+demo-down:
+	VENV=$(VENV) molecule/demo.sh down
 
 clean:
 	rm -rf $(VENV) .cache
