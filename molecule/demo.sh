@@ -21,7 +21,7 @@ STATE_DIR=${PC_TEST_STATE_ROOT:-/var/tmp/people-counter-test}/$PREFIX
 LAUNCHER=(python3 "$ROOT/molecule/launcher/nspawn_hosts.py")
 HOST=demo   # the inventory name in inventory/demo.yml: its credentials live in inventory/credentials/demo
 CREDENTIALS=$ROOT/inventory/credentials/$HOST
-export PATH="$VENV/bin:$PATH" ANSIBLE_CONFIG="$ROOT/ansible.cfg" OPENVINO_TELEMETRY_DISABLE=1
+export PATH="$VENV/bin:$PATH" ANSIBLE_CONFIG="$ROOT/ansible.cfg"
 
 host_field() {  # host_field FIELD: a field of the demo host in the launcher's state file
     python3 -c 'import json, sys

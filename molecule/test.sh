@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 SCENARIO=${1:-default}
 TIMINGS=${PC_TIMINGS:-$ROOT/molecule/.timings}
-export PATH="$VENV/bin:$PATH" OPENVINO_TELEMETRY_DISABLE=1 ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
+export PATH="$VENV/bin:$PATH" ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 cd "$ROOT"
 
 declare -A took=()
