@@ -108,7 +108,6 @@ class CountingLoop:
         totals, last_track_id = self.store.load()
         self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1, frame_size=self.reader.frame_size)
         self.counter = PeopleCounter(config.counting, self.reader.frame_size, totals)
-        self.last_track_id = last_track_id
         self.publisher = MqttPublisher(config.mqtt, config.device_id) if options.mqtt_enabled else None
         self.sink = FrameSink(config.stream.socket_path, config.stream.fps) if config.stream.enabled else None
         self.results = ResultsWriter(options.results_path) if options.results_path else None
@@ -123,7 +122,6 @@ class CountingLoop:
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
         self._next_housekeeping = 0.0
         self._next_stream_ts = 0.0
-        self._last_tracks: TrackerOutput = TrackerOutput(ts=time.time(), visible=())
 
     def run(self) -> int:
         self.signals.install()
@@ -176,8 +174,9 @@ class CountingLoop:
         if not self.frames_done:
             self.first_done_at = now
         self.last_done_at = now
+        # A moving average, seeded by the first frame.
         self.inference_ms = (
-            0.9 * self.inference_ms + 0.1 * result.inference_ms if self.frames_done else (result.inference_ms)
+            0.9 * self.inference_ms + 0.1 * result.inference_ms if self.frames_done else result.inference_ms
         )
         self.frames_done += 1
         state = self.state(captured.ts)
@@ -207,13 +206,11 @@ class CountingLoop:
         return True
 
     def _count(self, tracks: TrackerOutput) -> None:
-        self._last_tracks = tracks
         result = self.counter.update(tracks)
-        for person in tracks.confirmed:
-            self.last_track_id = max(self.last_track_id, person.track_id)
         self.store.note_count(self.counter.count, tracks.ts)
         if result:
-            self.store.record(self.counter.totals, result, self.counter.count, tracks.ts, self.last_track_id)
+            # The tracker hands out ids in order, so the last one used is the one before its next.
+            self.store.record(self.counter.totals, result, self.counter.count, tracks.ts, self.tracker.next_id - 1)
             self._publish_result(result)
 
     def _publish_result(self, result: CountingResult) -> None:
@@ -279,7 +276,7 @@ class CountingLoop:
         except UserError as error:
             log.error("reload refused, keeping the running config: %s", error)
             return
-        if new.input != self.config.input or new.model != self.config.model or new.state_dir != (self.config.state_dir):
+        if new.input != self.config.input or new.model != self.config.model or new.state_dir != self.config.state_dir:
             log.warning("reload: input, model and state_dir changes take effect at the next restart")
         if self.options.mqtt_enabled and (new.mqtt != self.config.mqtt or new.device_id != self.config.device_id):
             # One client id at a time: a second connection would take the session over and fire the Will.
