@@ -29,6 +29,8 @@ log = logging.getLogger("people_counter.source")
 Frame = npt.NDArray[np.uint8]
 SourceKind = Literal["file", "camera", "stream"]
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+# A file played in real time skips the frames it is this far behind on (see FrameReader).
+REALTIME_MAX_LAG_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +89,12 @@ def _open_capture(spec: InputSpec) -> cv2.VideoCapture:
 class FrameReader:
     """Reads frames into a small queue on its own thread.
 
-    Files are read without loss: the reader waits for room in the queue. Live
-    sources never wait: when counting falls behind, the oldest queued frame is
-    dropped and counted, so the count follows the present, not a backlog.
+    Files are read without loss as fast as counting goes (``realtime=False``): the
+    reader waits for room in the queue. Live sources never wait: when counting falls
+    behind, the oldest queued frame is dropped and counted, so the count follows the
+    present, not a backlog. A file played in real time stands in for a camera and does
+    the same: a frame more than ``REALTIME_MAX_LAG_S`` behind the clock is skipped and
+    counted, so that a busy spell leaves no lasting lag behind it.
     """
 
     def __init__(
@@ -186,6 +191,10 @@ class FrameReader:
                     delay = ts - time.time()
                     if delay > 0:
                         self._stop.wait(delay)
+                    elif -delay > REALTIME_MAX_LAG_S:
+                        self.dropped += 1
+                        index += 1
+                        continue
                 self._put_waiting(CapturedFrame(index, ts, frame, time.monotonic()))
             else:
                 self._put_latest(CapturedFrame(index, time.time(), frame, time.monotonic()))

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from people_counter.cli import main
-from people_counter.config import load_config
+from people_counter.config import Config, load_config, parse_config
 from people_counter.errors import ConfigError
 
 
@@ -95,3 +96,15 @@ def test_missing_config_file_through_the_real_command(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip() == f"people-counter: {missing}: no such config file"
     assert "Traceback" not in done.stderr
+
+
+def test_the_readme_config_reference_is_the_defaults() -> None:
+    """The README's config block parses as a config, and every value it shows is the default."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Config reference", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shown = yaml.safe_load(block)
+    shown.pop("device_id")  # "<host name>": the machine's, not a constant
+    defaults = Config().model_dump(mode="json", exclude={"device_id"})
+    assert parse_config(shown).model_dump(mode="json", exclude={"device_id"}) == defaults
+    assert shown == defaults

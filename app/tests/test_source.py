@@ -81,6 +81,33 @@ def test_a_file_is_read_whole_and_in_order(tmp_path: Path) -> None:
     assert reader.status == "ended"
 
 
+def test_a_file_in_real_time_skips_what_it_fell_behind_on(tmp_path: Path) -> None:
+    """Like a camera: a busy spell of counting costs frames (counted), not a lasting lag."""
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (64, 48))
+    for i in range(100):
+        writer.write(np.full((48, 64, 3), i * 2, np.uint8))
+    writer.release()
+    reader = reader_for(str(path), realtime=True)
+    reader.start()
+    try:
+        assert wait_for(lambda: reader.get(timeout=0.1) is not None, 5)
+        time.sleep(2.5)  # counting stalls; the clip's clock runs on
+        seen = []
+        while not reader.finished:
+            frame = reader.get(timeout=0.1)
+            if frame is not None:
+                seen.append((frame, time.time()))
+    finally:
+        reader.stop()
+    assert reader.dropped > 0
+    indexes = [frame.index for frame, _ in seen]
+    assert indexes == sorted(indexes) and indexes[-1] == 99
+    # Once the backlog in the queue is out, each frame is at most about a second late.
+    late = [got - frame.ts for frame, got in seen[8:]]
+    assert max(late) < 1.5, late
+
+
 class MjpegServer:
     """A camera on loopback: an HTTP MJPEG stream that the test can cut and bring back."""
 
