@@ -47,8 +47,8 @@ assets: $(STAMPS)/venv
 setup: assets
 
 lint: $(STAMPS)/venv
-	$(VENV)/bin/ruff check app molecule playbooks/strategy_plugins
-	$(VENV)/bin/ruff format --check app molecule playbooks/strategy_plugins
+	$(VENV)/bin/ruff check app molecule playbooks/strategy_plugins roles
+	$(VENV)/bin/ruff format --check app molecule playbooks/strategy_plugins roles
 	$(VENV)/bin/yamllint --strict .
 	$(VENV)/bin/ansible-lint --profile production
 	for playbook in playbooks/*.yml; do \

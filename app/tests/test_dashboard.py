@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from people_counter.broker_fixture import MosquittoBroker, mosquitto_available
-from people_counter.dashboard.auth import hash_password, verify_password
+from people_counter.dashboard.passwords import hash_password, verify_password
 from people_counter.dashboard.testing import (
     CounterPublisher,
     DashboardProcess,
@@ -84,7 +84,7 @@ def test_hash_password_command() -> None:
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "people_counter.dashboard.app", "hash-password"],
+        [sys.executable, "-m", "people_counter.dashboard.cli", "hash-password"],
         input="hunter2\n",
         capture_output=True,
         text=True,
@@ -99,7 +99,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     cfg = tmp_path / "d.yml"
     cfg.write_text("auth: {password_hash: 'scrypt$1$1$1$a$b'}\nlisten: {port: 99999}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "people_counter.dashboard.app", "check-config", str(cfg)],
+        [sys.executable, "-m", "people_counter.dashboard.cli", "check-config", str(cfg)],
         capture_output=True,
         text=True,
     )
@@ -107,7 +107,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "listen.port" in proc.stderr and "Traceback" not in proc.stderr
     cfg.write_text("auth: {password_hash: 'x'}\nbogus: 1\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "people_counter.dashboard.app", "check-config", str(cfg)],
+        [sys.executable, "-m", "people_counter.dashboard.cli", "check-config", str(cfg)],
         capture_output=True,
         text=True,
     )
@@ -167,7 +167,7 @@ def test_https_marks_the_cookie_secure(tmp_path: Path) -> None:
         cfg = yaml.safe_load(dash.config_path.read_text())
         cfg["tls"] = {"cert_file": str(cert), "key_file": str(key)}
         dash.config_path.write_text(yaml.safe_dump(cfg))
-        dash._spawn([__import__("sys").executable, "-m", "people_counter.dashboard.app", "-c", str(dash.config_path)])
+        dash._spawn([__import__("sys").executable, "-m", "people_counter.dashboard.cli", "-c", str(dash.config_path)])
         try:
             context = ssl.create_default_context(cafile=str(cert))
             context.check_hostname = False

@@ -1,34 +1,28 @@
-"""people-counter-dashboard: the on-device web page and its JSON, SSE, MJPEG and metrics endpoints.
+"""The dashboard: the on-device web page and its JSON, SSE, MJPEG and metrics endpoints.
 
-people-counter-dashboard -c /etc/people-counter/dashboard.yml   serve (the default command)
-people-counter-dashboard hash-password [--salt-hex HEX] < pw    print a password hash
-people-counter-dashboard check-config FILE                      validate a config file
+The command (people-counter-dashboard) is cli.py; serve() here is what it runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
 import ssl
-import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from people_counter.dashboard import auth, history
-from people_counter.dashboard.config import DEFAULT_DASHBOARD_CONFIG, DashboardConfig, load_dashboard_config
+from people_counter.dashboard.config import DashboardConfig, read_password_hash
 from people_counter.dashboard.live import LiveFeed
 from people_counter.dashboard.metrics import render_metrics
 from people_counter.dashboard.mjpeg import JpegSource
-from people_counter.entrypoint import run_command
-from people_counter.errors import ConfigError, UserError
+from people_counter.errors import ConfigError
 
 log = logging.getLogger("people_counter.dashboard")
 
@@ -120,22 +114,6 @@ async def security_headers(_request: web.Request, response: web.StreamResponse) 
     response.headers.setdefault("Referrer-Policy", "no-referrer")
 
 
-def read_password_hash(cfg: DashboardConfig) -> str:
-    if cfg.auth.password_hash is not None:
-        value = cfg.auth.password_hash
-    else:
-        assert cfg.auth.password_hash_file is not None
-        try:
-            value = cfg.auth.password_hash_file.read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(f"auth.password_hash_file: cannot read: {error.strerror}") from None
-    try:
-        auth.check_hash_format(value)
-    except ValueError as error:
-        raise ConfigError(f"auth: {error}") from None
-    return value
-
-
 def build_app(cfg: DashboardConfig) -> web.Application:
     app = web.Application(middlewares=[auth.require_login])
     app.on_response_prepare.append(security_headers)
@@ -217,48 +195,3 @@ def _notify(message: str) -> None:
         import sdnotify
 
         sdnotify.SystemdNotifier().notify(message)
-
-
-def _cmd_hash_password(args: argparse.Namespace) -> int:
-    password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        print("people-counter-dashboard: give the password on standard input", file=sys.stderr)
-        return 2
-    # A fixed salt (e.g. derived from the host name) lets Ansible render the same hash twice.
-    salt = bytes.fromhex(args.salt_hex) if args.salt_hex else None
-    print(auth.hash_password(password, salt))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="people-counter-dashboard", description="The people counter's web page.")
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_DASHBOARD_CONFIG, help="dashboard config (YAML)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="serve the dashboard (the default)")
-    hash_p = sub.add_parser("hash-password", help="read a password on stdin, print its hash for auth.password_hash")
-    hash_p.add_argument("--salt-hex", help="a fixed salt (hex), for reproducible hashes; random by default")
-    check_p = sub.add_parser("check-config", help="validate a dashboard config file")
-    check_p.add_argument("file", type=Path)
-    args = parser.parse_args(argv)
-
-    def body() -> int:
-        try:
-            if args.command == "hash-password":
-                return _cmd_hash_password(args)
-            if args.command == "check-config":
-                read_password_hash(load_dashboard_config(args.file))
-                print(f"{args.file}: ok")
-                return 0
-            cfg = load_dashboard_config(args.config)
-        except ValueError as error:  # a malformed hash or salt
-            raise UserError(str(error)) from None
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(cfg))
-        return 0
-
-    return run_command("people-counter-dashboard", args.verbose, body)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

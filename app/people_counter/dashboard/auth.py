@@ -1,10 +1,6 @@
 """The login: a scrypt password hash from the config and a signed, expiring session cookie.
 
-Password hash format (what `people-counter-dashboard hash-password` prints):
-
-    scrypt$<n>$<r>$<p>$<salt, base64>$<key, base64>
-
-hashlib.scrypt with a 32-byte key. The session cookie is `<expiry>.<hmac>`; its HMAC key
+The password hash is passwords.py's. The session cookie is `<expiry>.<hmac>`; its HMAC key
 mixes the session secret with the password hash, so changing the password logs
 everybody out. The cookie is HttpOnly, SameSite=Strict, and Secure when HTTPS is on.
 """
@@ -12,7 +8,6 @@ everybody out. The cookie is HttpOnly, SameSite=Strict, and Secure when HTTPS is
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import os
@@ -23,46 +18,13 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from people_counter.dashboard.passwords import verify_password
+
 COOKIE = "pc_session"
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-_KEY_LEN = 32
 _FAILED_LOGIN_DELAY_S = 0.5  # slows password guessing without a lockout to manage
 
 # Reachable without a session: health probes, metrics scrapers, and the login page itself.
 PUBLIC_PATHS = frozenset({"/healthz", "/metrics", "/login", "/static/login.css", "/static/favicon.svg"})
-
-
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    key = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=_KEY_LEN)
-    b64 = base64.b64encode
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
-
-
-def verify_password(password: str, encoded: str) -> bool:
-    try:
-        scheme, n, r, p, salt, key = encoded.strip().split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(key, validate=True)
-        actual = hashlib.scrypt(
-            password.encode(),
-            salt=base64.b64decode(salt, validate=True),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(expected),
-            maxmem=256 * 1024 * 1024,
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
-
-
-def check_hash_format(encoded: str) -> None:
-    parts = encoded.strip().split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
-        raise ValueError("password hash is not in the form scrypt$n$r$p$salt$key")
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from people_counter.config import describe_validation_error
+from people_counter.dashboard.passwords import check_hash_format
 from people_counter.errors import ConfigError
 
 DEFAULT_DASHBOARD_CONFIG = Path("/etc/people-counter/dashboard.yml")
@@ -118,3 +119,19 @@ def load_dashboard_config(path: Path) -> DashboardConfig:
         return DashboardConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{path}: {describe_validation_error(error)}") from None
+
+
+def read_password_hash(cfg: DashboardConfig) -> str:
+    if cfg.auth.password_hash is not None:
+        value = cfg.auth.password_hash
+    else:
+        assert cfg.auth.password_hash_file is not None
+        try:
+            value = cfg.auth.password_hash_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"auth.password_hash_file: cannot read: {error.strerror}") from None
+    try:
+        check_hash_format(value)
+    except ValueError as error:
+        raise ConfigError(f"auth: {error}") from None
+    return value

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from people_counter.dashboard.auth import hash_password
+from people_counter.dashboard.passwords import hash_password
 
 DEFAULT_PASSWORD = "letmein-test"
 _STARTUP_S = 15.0
@@ -220,7 +220,7 @@ class DashboardProcess(_Child):
         self.config_path.write_text(yaml.safe_dump(config))
 
     def start(self) -> DashboardProcess:
-        self._spawn([sys.executable, "-m", "people_counter.dashboard.app", "-c", str(self.config_path)])
+        self._spawn([sys.executable, "-m", "people_counter.dashboard.cli", "-c", str(self.config_path)])
         deadline = time.monotonic() + _STARTUP_S
         while True:
             try:
