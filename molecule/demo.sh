@@ -59,6 +59,8 @@ all:
       ansible_user: root
       ansible_ssh_private_key_file: "$key"
       ansible_ssh_common_args: "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+      # A new host key at every boot: Mitogen's ssh reads this, not the ssh options above.
+      ansible_host_key_checking: false
       ansible_python_interpreter: /usr/bin/python3
 EOF
     local started=$SECONDS
