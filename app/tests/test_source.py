@@ -59,12 +59,17 @@ def test_a_text_file_is_not_a_video(tmp_path: Path) -> None:
         reader_for(str(path))
 
 
-def test_a_file_is_read_whole_and_in_order(tmp_path: Path) -> None:
-    path = tmp_path / "tiny.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
-    for i in range(25):
-        writer.write(np.full((48, 64, 3), i * 10, np.uint8))
+def write_clip(path: Path, fps: float, frames: int) -> Path:
+    """A small MJPEG clip of grey frames, each a shade lighter than the one before."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), i * 2, np.uint8))
     writer.release()
+    return path
+
+
+def test_a_file_is_read_whole_and_in_order(tmp_path: Path) -> None:
+    path = write_clip(tmp_path / "tiny.avi", 10.0, 25)
     reader = reader_for(str(path))
     assert reader.frame_size == (64, 48)
     reader.start()
@@ -83,11 +88,7 @@ def test_a_file_is_read_whole_and_in_order(tmp_path: Path) -> None:
 
 def test_a_file_in_real_time_skips_what_it_fell_behind_on(tmp_path: Path) -> None:
     """Like a camera: a busy spell of counting costs frames (counted), not a lasting lag."""
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (64, 48))
-    for i in range(100):
-        writer.write(np.full((48, 64, 3), i * 2, np.uint8))
-    writer.release()
+    path = write_clip(tmp_path / "clip.avi", 20.0, 100)
     reader = reader_for(str(path), realtime=True)
     reader.start()
     try:
