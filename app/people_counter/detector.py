@@ -502,8 +502,13 @@ class PersonDetector:
 
     def drain(self) -> list[DetectionResult]:
         """Wait for every submitted frame, then return what ready() returns."""
-        self._queue.wait_all()
+        self.wait_idle()
         return self.ready()
+
+    def wait_idle(self) -> None:
+        """Wait until no request runs. A completion callback that runs while Python
+        shuts down aborts the process (glibc: "exception not rethrown")."""
+        self._queue.wait_all()
 
     @property
     def in_flight(self) -> int:

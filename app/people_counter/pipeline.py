@@ -161,9 +161,11 @@ class CountingLoop:
                 self._process(result)
             self._housekeeping()
             if (self.reader.finished or not reading) and captured is None:
-                for result in self.detector.drain():
-                    self._process(result)
                 break
+        # A stop leaves requests in flight: their frames are counted too, and no
+        # OpenVINO callback is left to run while the interpreter shuts down.
+        for result in self.detector.drain():
+            self._process(result)
 
     def _process(self, result: DetectionResult) -> None:
         captured = self.pending.pop(result.frame_index)
@@ -307,6 +309,7 @@ class CountingLoop:
         """Flush and say goodbye within the stop budget: SIGTERM must end in under 5 s."""
         deadline = time.monotonic() + SHUTDOWN_BUDGET_S
         self.notifier.stopping()
+        self.detector.wait_idle()
         self.reader.stop()
         ended = self.tracker.end_all(time.time())
         self._count(ended)

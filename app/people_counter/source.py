@@ -152,6 +152,9 @@ class FrameReader:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+            if self._thread.is_alive():
+                log.warning("input %s: the reader did not stop within 2 s", self.spec.label)
+                return  # it still uses the capture; the process exit releases it
         self._capture.release()
 
     def get(self, timeout: float) -> CapturedFrame | None:
