@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from people_counter.errors import UserError
+from people_counter.priority import share_nice_with_autogroup
 
 
 def run_command(prog: str, verbose: bool, body: Callable[[], int]) -> int:
@@ -15,6 +16,7 @@ def run_command(prog: str, verbose: bool, body: Callable[[], int]) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    share_nice_with_autogroup()
     try:
         return int(body())
     except UserError as error:

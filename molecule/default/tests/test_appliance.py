@@ -168,6 +168,18 @@ def test_each_service_has_its_own_user(device: Node) -> None:
     assert len(set(users)) == len(users), users
 
 
+@pytest.mark.parametrize("unit", APP_UNITS)
+def test_app_units_yield_the_cpu_to_the_device(device: Node, unit: str) -> None:
+    """Nice= on the unit, and the same value on its session's autogroup (what the kernel weighs)."""
+    nice = str(role_default("people_counter", "people_counter_nice"))
+    shown = device.show(unit, "Nice", "MainPID")
+    assert shown["Nice"] == nice, f"{unit}: Nice={shown['Nice']}, expected {nice}"
+    autogroup = device.check(f"cat /proc/{shown['MainPID']}/autogroup").split()
+    assert autogroup[-1] == nice, (
+        f"{unit}: autogroup {' '.join(autogroup)}, expected nice {nice}"
+    )
+
+
 @pytest.mark.parametrize(
     ("unit", "target"),
     [(DASHBOARD, 1.5), (STREAM, 1.5), (COUNTER, 1.5), (MOSQUITTO, 3.0)],
