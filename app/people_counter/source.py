@@ -186,22 +186,29 @@ class FrameReader:
                     return
                 self._reconnect()
                 continue
-            if self.spec.kind == "file":
-                # Recorded video keeps its own clock (frames over the file's rate, across
-                # loops), so the tracker's time gaps mean the same at any processing speed.
-                ts = started + index * period
-                if self.realtime:
-                    delay = ts - time.time()
-                    if delay > 0:
-                        self._stop.wait(delay)
-                    elif -delay > REALTIME_MAX_LAG_S:
-                        self.dropped += 1
-                        index += 1
-                        continue
-                self._put_waiting(CapturedFrame(index, ts, frame, time.monotonic()))
-            else:
+            if self.spec.kind != "file":
                 self._put_latest(CapturedFrame(index, time.time(), frame, time.monotonic()))
+                index += 1
+                continue
+            # Recorded video keeps its own clock (frames over the file's rate, across loops),
+            # so the tracker's time gaps mean the same at any processing speed.
+            ts = started + index * period
+            if not self.realtime:
+                self._put_waiting(CapturedFrame(index, ts, frame, time.monotonic()))
+            elif self._on_time(ts):
+                # In real time a file stands in for a camera: a slow consumer gets the newest
+                # frames, and the ones it had no time for are dropped (and counted).
+                self._put_latest(CapturedFrame(index, ts, frame, time.monotonic()))
+            else:
+                self.dropped += 1
             index += 1
+
+    def _on_time(self, ts: float) -> bool:
+        """Wait for a frame's moment on the file's clock; False if that moment is long past."""
+        delay = ts - time.time()
+        if delay > 0:
+            self._stop.wait(delay)
+        return -delay <= REALTIME_MAX_LAG_S
 
     def _next_frame(self) -> Frame | None:
         if self._first is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -107,6 +108,25 @@ def test_a_file_in_real_time_skips_what_it_fell_behind_on(tmp_path: Path) -> Non
     # Once the backlog in the queue is out, each frame is at most about a second late.
     late = [got - frame.ts for frame, got in seen[8:]]
     assert max(late) < 1.5, late
+
+
+def test_a_slow_consumer_of_a_file_in_real_time_gets_the_newest_frames(tmp_path: Path) -> None:
+    """As from a camera: the frames handed out are the newest ones, not a queue of old ones."""
+    path = write_clip(tmp_path / "clip.avi", 20.0, 80)
+    reader = reader_for(str(path), realtime=True)
+    reader.start()
+    late = []
+    try:
+        while not reader.finished:
+            frame = reader.get(timeout=0.1)
+            if frame is not None:
+                late.append(time.time() - frame.ts)
+                time.sleep(0.3)  # counting one frame takes six of the file's frame times
+    finally:
+        reader.stop()
+    assert reader.dropped > 0
+    # The queue holds 4 frames (0.2 s of this clip); a queue of stale frames would be 1.2 s behind.
+    assert statistics.median(late) < 0.5, late
 
 
 class MjpegServer:
