@@ -6,7 +6,7 @@ process's nice value only orders it against its own threads and children. A serv
 that leads its session therefore copies its nice value to the session's autogroup:
 the counting work then yields to ssh, Ansible and the rest of the device when the CPU
 is short, and still takes every idle cycle. Where the cpu cgroup controller is on, the
-kernel ignores autogroups, and the unit's CPUWeight= does the same job.
+kernel ignores autogroups; there CPUWeight= in a drop-in is the knob (the units set none).
 """
 
 from __future__ import annotations
