@@ -186,19 +186,17 @@ class FrameReader:
                     return
                 self._reconnect()
                 continue
-            if self.spec.kind != "file":
-                self._put_latest(CapturedFrame(index, time.time(), frame, time.monotonic()))
-                index += 1
-                continue
             # Recorded video keeps its own clock (frames over the file's rate, across loops),
             # so the tracker's time gaps mean the same at any processing speed.
-            ts = started + index * period
-            if not self.realtime:
-                self._put_waiting(CapturedFrame(index, ts, frame, time.monotonic()))
-            elif self._on_time(ts):
+            file_ts = started + index * period
+            if self.spec.kind != "file":
+                self._put_latest(CapturedFrame(index, time.time(), frame, time.monotonic()))
+            elif not self.realtime:
+                self._put_waiting(CapturedFrame(index, file_ts, frame, time.monotonic()))
+            elif self._on_time(file_ts):
                 # In real time a file stands in for a camera: a slow consumer gets the newest
                 # frames, and the ones it had no time for are dropped (and counted).
-                self._put_latest(CapturedFrame(index, ts, frame, time.monotonic()))
+                self._put_latest(CapturedFrame(index, file_ts, frame, time.monotonic()))
             else:
                 self.dropped += 1
             index += 1
