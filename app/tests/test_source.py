@@ -125,8 +125,9 @@ def test_a_slow_consumer_of_a_file_in_real_time_gets_the_newest_frames(tmp_path:
     finally:
         reader.stop()
     assert reader.dropped > 0
-    # The queue holds 4 frames (0.2 s of this clip); a queue of stale frames would be 1.2 s behind.
-    assert statistics.median(late) < 0.5, late
+    # The queue holds 4 frames (0.2 s of this clip). A queue of stale frames falls further behind
+    # with every frame counted (a median of 2.45 s here), and is never less than 1.2 s behind.
+    assert statistics.median(late) < 0.8, late
 
 
 class MjpegServer:
