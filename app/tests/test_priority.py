@@ -10,50 +10,48 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-AUTOGROUP = "/proc/self/autogroup"
-pytestmark = pytest.mark.skipif(
-    not Path(AUTOGROUP).exists(), reason="this kernel has no autogroups (sched_autogroup off)"
-)
+from people_counter.priority import AUTOGROUP
+
+pytestmark = pytest.mark.skipif(not AUTOGROUP.exists(), reason="this kernel has no autogroups (sched_autogroup off)")
 
 # argv: autogroup path -> [what share_nice_with_autogroup returned, this session's autogroup text after it]
 REPORT = """
 import json, sys
 from pathlib import Path
-from people_counter.priority import share_nice_with_autogroup
+from people_counter.priority import AUTOGROUP, share_nice_with_autogroup
 result = share_nice_with_autogroup(Path(sys.argv[1]))
-print(json.dumps([result, Path("/proc/self/autogroup").read_text()]))
+print(json.dumps([result, AUTOGROUP.read_text()]))
 """
 
 # argv: REPORT, autogroup path -> [this session's autogroup text before, REPORT's output from a
 # niced process in this session that does not lead it, this session's autogroup text after]
 SESSION_WITH_A_FOLLOWER = """
 import json, os, subprocess, sys
-from pathlib import Path
-before = Path("/proc/self/autogroup").read_text()
+from people_counter.priority import AUTOGROUP
+before = AUTOGROUP.read_text()
 follower = subprocess.run(
     [sys.executable, "-c", sys.argv[1], sys.argv[2]],
     preexec_fn=lambda: os.nice(7), capture_output=True, text=True, check=True,
 )
-print(json.dumps([before, json.loads(follower.stdout), Path("/proc/self/autogroup").read_text()]))
+print(json.dumps([before, json.loads(follower.stdout), AUTOGROUP.read_text()]))
 """
 
 
-def run_leader(nice: int, autogroup: str = AUTOGROUP) -> tuple[int | None, str]:
-    """(what share_nice_with_autogroup returned, its autogroup's text after) in a new session's leader."""
+def run_in_new_session(script: str, *args: str, nice: int = 0) -> Any:
+    """What a script run at this nice value, as the leader of a new session, prints as JSON."""
     output = subprocess.run(
-        [sys.executable, "-c", REPORT, autogroup],
+        [sys.executable, "-c", script, *args],
         preexec_fn=lambda: os.nice(nice),
         start_new_session=True,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    result, text = json.loads(output)
-    return result, text
+    return json.loads(output)
 
 
 def nice_of(autogroup_text: str) -> str:
@@ -62,19 +60,12 @@ def nice_of(autogroup_text: str) -> str:
 
 
 def test_a_niced_session_leader_gives_its_autogroup_the_same_nice() -> None:
-    result, text = run_leader(7)
+    result, text = run_in_new_session(REPORT, str(AUTOGROUP), nice=7)
     assert (result, nice_of(text)) == (7, "7")
 
 
 def test_a_command_in_someone_elses_session_leaves_that_session_alone() -> None:
-    output = subprocess.run(
-        [sys.executable, "-c", SESSION_WITH_A_FOLLOWER, REPORT, AUTOGROUP],
-        start_new_session=True,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    before, (result, text_seen_by_follower), after = json.loads(output)
+    before, (result, text_seen_by_follower), after = run_in_new_session(SESSION_WITH_A_FOLLOWER, REPORT, str(AUTOGROUP))
     assert nice_of(before) == "0"
     assert result is None
     assert text_seen_by_follower == before
@@ -82,10 +73,10 @@ def test_a_command_in_someone_elses_session_leaves_that_session_alone() -> None:
 
 
 def test_a_service_at_nice_0_changes_nothing() -> None:
-    result, text = run_leader(0)
+    result, text = run_in_new_session(REPORT, str(AUTOGROUP), nice=0)
     assert (result, nice_of(text)) == (None, "0")
 
 
 def test_a_kernel_without_autogroups_is_no_error() -> None:
-    result, text = run_leader(7, autogroup="/nonexistent/autogroup")
+    result, text = run_in_new_session(REPORT, "/nonexistent/autogroup", nice=7)
     assert (result, nice_of(text)) == (None, "0")
