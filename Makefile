@@ -42,7 +42,7 @@ $(STAMPS)/venv: app/pyproject.toml requirements-dev.txt | $(STAMPS)/apt
 assets: $(STAMPS)/venv
 	$(VENV)/bin/people-counter sample
 	$(VENV)/bin/people-counter model prepare --state-dir $(MODEL_STATE)
-	$(PY) -m people_counter.ffmpeg_pin
+	$(PY) -m people_counter.prepare.ffmpeg
 
 setup: assets
 
@@ -70,8 +70,8 @@ test:
 	echo "make test: all passed in $$(( $$(date +%s) - start )) s"
 
 bench: setup
-	cd app && $(PY) -m people_counter.bench --json $(CURDIR)/artifacts/bench.json
-	cd app && $(PY) live_bench.py
+	cd app && $(PY) -m bench.counter_bench --json $(CURDIR)/artifacts/bench.json
+	cd app && $(PY) -m bench.live_bench
 
 # One local systemd test host provisioned by playbooks/site.yml: the sample video, the default model.
 demo: setup

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from people_counter.command_runner import run_command
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, load_config
-from people_counter.entrypoint import run_command
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -27,7 +27,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from people_counter.pipeline import RunOptions, run
+    from people_counter.counting_loop import RunOptions, run
 
     config = _load(args)
     options = RunOptions(
@@ -43,7 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
-    from people_counter.model_prepare import prepare_default_model
+    from people_counter.prepare.model import prepare_default_model
 
     config = _load(args)
     xml = prepare_default_model(config.state_dir, source=args.source, force=args.force)
@@ -52,14 +52,14 @@ def _cmd_model_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from people_counter.sample import fetch_sample
+    from people_counter.prepare.sample import fetch_sample
 
     print(fetch_sample(deb=args.deb))
     return 0
 
 
 def _cmd_reset(args: argparse.Namespace) -> int:
-    from people_counter.store import request_reset
+    from people_counter.outputs.store import request_reset
 
     config = _load(args)
     request_reset(config.state_dir)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from people_counter import paths
-from people_counter.model_prepare import prepare_default_model
-from people_counter.sample import fetch_sample
+from people_counter.prepare.model import prepare_default_model
+from people_counter.prepare.sample import fetch_sample
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from people_counter import paths
-from people_counter.annotate import annotate_frame
-from people_counter.broker_fixture import MosquittoBroker, mosquitto_available
-from people_counter.dashboard.testing import CounterPublisher, LivePair, populate_history, short_tmp
-from people_counter.frame_sink import FrameSink
-from people_counter.records import CounterState, PersonTrack
+from people_counter.outputs.annotate import annotate_frame
+from people_counter.outputs.frame_sink import FrameSink
+from people_counter.stage_data import CounterState, PersonTrack
+from testsupport.live_stack import CounterPublisher, LivePair, populate_history, short_tmp
+from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from counter_process import CounterProcess, make_state_dir, read_results, write_config
 
-from people_counter.broker_fixture import MosquittoBroker, mosquitto_available, subscribe_collect
+from people_counter.outputs.store import CountReader
 from people_counter.paths import database_path
-from people_counter.store import CountReader
+from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available, subscribe_collect
 
 pytestmark = pytest.mark.model
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from people_counter.config import CountingConfig, TrackerConfig
-from people_counter.counting import PeopleCounter, feet_point, segments_intersect
-from people_counter.records import CountingResult, EndedTrack, PersonTrack, Totals, TrackerOutput
-from people_counter.tracker import PersonTracker
+from people_counter.counting.counter import PeopleCounter, feet_point, segments_intersect
+from people_counter.stage_data import CountingResult, EndedTrack, PersonTrack, Totals, TrackerOutput
+from people_counter.vision.tracker import PersonTracker
 
 FRAME = (1000, 1000)  # square, so normalised 0.5 is pixel 500 both ways
 HEIGHT = 100.0  # box height: the line's dead band is 10% of it, 10 px

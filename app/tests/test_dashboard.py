@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from people_counter.broker_fixture import MosquittoBroker, mosquitto_available
 from people_counter.dashboard.passwords import hash_password, verify_password
-from people_counter.dashboard.testing import (
+from people_counter.outputs.frame_sink import FrameSink
+from testsupport.live_stack import (
     CounterPublisher,
     DashboardProcess,
     LivePair,
@@ -24,7 +24,7 @@ from people_counter.dashboard.testing import (
     login,
     short_tmp,
 )
-from people_counter.frame_sink import FrameSink
+from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available
 
 pytestmark = [
     pytest.mark.broker,
@@ -327,8 +327,8 @@ def test_stale_when_the_broker_stops(broker: MosquittoBroker, pair: LivePair, co
 
 
 def test_history_from_the_counters_sqlite(tmp_path: Path, broker: MosquittoBroker) -> None:
-    from people_counter.records import CountingResult, PersonEvent, Totals
-    from people_counter.store import CountStore
+    from people_counter.outputs.store import CountStore
+    from people_counter.stage_data import CountingResult, PersonEvent, Totals
 
     state_dir = tmp_path / "state"
     store = CountStore(state_dir)

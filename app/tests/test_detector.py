@@ -11,10 +11,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from bench.raw_throughput import measure_raw_throughput
 from people_counter.config import ModelConfig
-from people_counter.detector import EXPECTED_FORMS, PersonDetector, Tile, iou_matrix, ov, tile_grid
 from people_counter.errors import ModelError
-from people_counter.raw_throughput import measure_raw_throughput
+from people_counter.vision.detector import EXPECTED_FORMS, PersonDetector, Tile, iou_matrix, ov, tile_grid
 
 opset = ov.opset13
 FRAME_W, FRAME_H = 640, 480

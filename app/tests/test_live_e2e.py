@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from counter_process import CounterProcess, make_state_dir, read_results, write_config
 
-from people_counter.broker_fixture import MosquittoBroker, mosquitto_available
-from people_counter.dashboard.testing import LivePair, MjpegViewer, StreamProcess, short_tmp
 from people_counter.paths import database_path
+from testsupport.live_stack import LivePair, MjpegViewer, StreamProcess, short_tmp
+from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available
 
 pytestmark = pytest.mark.model
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from people_counter import paths
-from people_counter.detector import inspect_model, ov
 from people_counter.errors import ModelError
-from people_counter.model_prepare import (
+from people_counter.prepare.model import (
     META_NAME,
     PB_MEMBER,
     PB_SHA256,
@@ -22,6 +21,7 @@ from people_counter.model_prepare import (
     prepare_default_model,
     sha256_file,
 )
+from people_counter.vision.detector import inspect_model, ov
 
 pytestmark = pytest.mark.model
 

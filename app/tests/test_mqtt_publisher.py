@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from people_counter.broker_fixture import MessageCollector, MosquittoBroker, mosquitto_available, subscribe_collect
 from people_counter.config import MqttConfig
 from people_counter.errors import ConfigError
-from people_counter.mqtt_publisher import RESERVED_SLOTS, MqttPublisher
-from people_counter.records import Alert, CounterState, PersonEvent
+from people_counter.outputs.mqtt_publisher import RESERVED_SLOTS, MqttPublisher
+from people_counter.stage_data import Alert, CounterState, PersonEvent
+from testsupport.mosquitto_broker import MessageCollector, MosquittoBroker, mosquitto_available, subscribe_collect
 
 pytestmark = [
     pytest.mark.broker,
@@ -149,8 +149,8 @@ CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from people_counter.config import MqttConfig
-    from people_counter.mqtt_publisher import MqttPublisher
-    from people_counter.records import CounterState
+    from people_counter.outputs.mqtt_publisher import MqttPublisher
+    from people_counter.stage_data import CounterState
     cfg = MqttConfig(host="127.0.0.1", port=int(sys.argv[1]), username="counter",
                      password_file=Path(sys.argv[2]), keepalive_s=5)
     publisher = MqttPublisher(cfg, sys.argv[3])

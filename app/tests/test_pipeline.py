@@ -11,7 +11,7 @@ import pytest
 from counter_process import make_state_dir, read_results
 
 from people_counter.config import Config, InputConfig, StreamConfig
-from people_counter.pipeline import CountingLoop, RunOptions
+from people_counter.counting_loop import CountingLoop, RunOptions
 
 pytestmark = pytest.mark.model
 

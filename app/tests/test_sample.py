@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from people_counter import paths
-from people_counter.sample import SAMPLE_MEMBER, SAMPLE_SHA256, SampleError, fetch_sample, sha256_file
+from people_counter.prepare.sample import SAMPLE_MEMBER, SAMPLE_SHA256, SampleError, fetch_sample, sha256_file
 
 
 def build_deb(tmp_path: Path, files: dict[str, Path | bytes], name: str = "opencv-doc") -> Path:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from counter_process import CounterProcess, make_state_dir, read_results, write_config
 
+from people_counter.counting.daily_reset import DailyReset
+from people_counter.outputs.store import CountReader
 from people_counter.paths import database_path
-from people_counter.schedule import DailyReset
-from people_counter.store import CountReader
 
 
 class NotifySocket:

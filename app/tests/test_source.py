@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from people_counter.errors import InputError
-from people_counter.source import FrameReader, parse_input
+from people_counter.vision.source import FrameReader, parse_input
 
 
 def reader_for(source: str, **kwargs: object) -> FrameReader:

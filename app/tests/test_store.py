@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from people_counter.paths import database_path
-from people_counter.records import Alert, CountingResult, LineCrossing, PersonEvent, Totals
-from people_counter.store import (
+from people_counter.outputs.store import (
     MIGRATIONS,
     CountStore,
     StoreError,
@@ -28,6 +26,8 @@ from people_counter.store import (
     request_reset,
     schema_version,
 )
+from people_counter.paths import database_path
+from people_counter.stage_data import Alert, CountingResult, LineCrossing, PersonEvent, Totals
 
 APP_DIR = Path(__file__).resolve().parents[1]
 T0 = 1_800_000_000.0  # a whole minute (divisible by 60)
@@ -62,8 +62,8 @@ CRASHING_COUNTER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from people_counter.records import CountingResult, PersonEvent, Totals
-    from people_counter.store import CountStore
+    from people_counter.stage_data import CountingResult, PersonEvent, Totals
+    from people_counter.outputs.store import CountStore
     store = CountStore(Path(sys.argv[1]), retention_days=30)
     totals = Totals()
     for track_id in range(1, 101):

@@ -14,9 +14,9 @@ import numpy as np
 import psutil
 import pytest
 
-from people_counter.dashboard.testing import StreamProcess, pinned_ffmpeg, short_tmp
-from people_counter.frame_sink import FrameSink
-from people_counter.stream import JPEG_META, MSG_HEADER, JpegSplitter, StreamHeader, ffmpeg_command
+from people_counter.encoder.ffmpeg_encoder import JPEG_META, MSG_HEADER, JpegSplitter, StreamHeader, ffmpeg_command
+from people_counter.outputs.frame_sink import FrameSink
+from testsupport.live_stack import StreamProcess, pinned_ffmpeg, short_tmp
 
 
 class JpegClient:
@@ -184,8 +184,8 @@ def _vtest_frame() -> np.ndarray:
 
 
 def test_annotate_resizes_blurs_inside_boxes_and_leaves_the_input_alone() -> None:
-    from people_counter.annotate import annotate_frame
-    from people_counter.records import CounterState, PersonTrack
+    from people_counter.outputs.annotate import annotate_frame
+    from people_counter.stage_data import CounterState, PersonTrack
 
     frame = _vtest_frame()
     original = frame.copy()
@@ -207,8 +207,8 @@ def test_annotate_resizes_blurs_inside_boxes_and_leaves_the_input_alone() -> Non
 
 
 def test_annotate_is_cheap() -> None:
-    from people_counter.annotate import annotate_frame
-    from people_counter.records import CounterState, PersonTrack
+    from people_counter.outputs.annotate import annotate_frame
+    from people_counter.stage_data import CounterState, PersonTrack
 
     frame = _vtest_frame()
     tracks = [PersonTrack(i, (20.0 + 70 * i, 200.0, 80.0 + 70 * i, 400.0), 0.0) for i in range(10)]
@@ -223,7 +223,7 @@ def test_annotate_is_cheap() -> None:
 
 
 def test_the_pinned_ffmpeg_is_9_0_2_from_the_cache() -> None:
-    from people_counter.ffmpeg_pin import FFMPEG_VERSION, binary_version, cached_binary
+    from people_counter.prepare.ffmpeg import FFMPEG_VERSION, binary_version, cached_binary
 
     binary = pinned_ffmpeg()
     assert binary == cached_binary()
@@ -234,7 +234,7 @@ def test_a_wheel_with_the_wrong_hash_is_refused_and_leaves_nothing(tmp_path: Pat
     import zipfile
 
     from people_counter.errors import UserError
-    from people_counter.ffmpeg_pin import cached_binary, ensure_ffmpeg, machine_arch, wheel_name
+    from people_counter.prepare.ffmpeg import cached_binary, ensure_ffmpeg, machine_arch, wheel_name
 
     fake = tmp_path / wheel_name(machine_arch())
     with zipfile.ZipFile(fake, "w") as archive:

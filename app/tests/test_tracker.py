@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from people_counter.config import CountingConfig, TrackerConfig
-from people_counter.counting import PeopleCounter
-from people_counter.records import TrackerOutput
-from people_counter.tracker import BoxKalmanFilter, PersonTracker, iou_matrix, match_by_iou
+from people_counter.counting.counter import PeopleCounter
+from people_counter.stage_data import TrackerOutput
+from people_counter.vision.tracker import BoxKalmanFilter, PersonTracker, iou_matrix, match_by_iou
 
 CFG = TrackerConfig()  # confirm_hits 3, max_gap_s 1.5, match_iou 0.2, high_score 0.5
 NO_BOXES = np.zeros((0, 5), dtype=np.float32)

@@ -17,9 +17,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from people_counter.command_runner import run_command
 from people_counter.dashboard.config import DEFAULT_DASHBOARD_CONFIG, load_dashboard_config, read_password_hash
 from people_counter.dashboard.passwords import hash_password
-from people_counter.entrypoint import run_command
 from people_counter.errors import UserError
 
 

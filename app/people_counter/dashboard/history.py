@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from people_counter import store
+from people_counter.outputs import store
 
 # range name -> (span in seconds, bucket in seconds): about 60-170 points a chart.
 RANGES: dict[str, tuple[int, int]] = {

@@ -2,7 +2,7 @@
 
 One exact build across the fleet, whatever Debian release a device runs: the wheel is
 fetched with pip (PyPI is reachable where apt is), its sha256 checked against the pin,
-and only the one binary extracted into the cache. `python -m people_counter.ffmpeg_pin`
+and only the one binary extracted into the cache. `python -m people_counter.prepare.ffmpeg`
 prints the binary's path, so that the Makefile, the tests and the devices share it.
 """
 
@@ -139,7 +139,7 @@ def resolve_ffmpeg(configured: Path | None = None) -> Path:
         return cached
     raise FfmpegPinError(
         f"no ffmpeg: set {ENV_FFMPEG}, stream.ffmpeg, install {DEVICE_FFMPEG}, "
-        "or run `python -m people_counter.ffmpeg_pin` to fetch the pinned build"
+        "or run `python -m people_counter.prepare.ffmpeg` to fetch the pinned build"
     )
 
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m people_counter.ffmpeg_pin",
+        prog="python -m people_counter.prepare.ffmpeg",
         description="Fetch the pinned ffmpeg into the cache and print its path.",
     )
     parser.add_argument("--cache", type=Path, help="cache directory (default $PEOPLE_COUNTER_CACHE)")

@@ -22,9 +22,9 @@ import numpy.typing as npt
 
 from people_counter.errors import InputError
 from people_counter.paths import SAMPLE_SOURCE, sample_video_path
-from people_counter.records import InputStatus
+from people_counter.stage_data import InputStatus
 
-log = logging.getLogger("people_counter.source")
+log = logging.getLogger("people_counter.vision.source")
 
 Frame = npt.NDArray[np.uint8]
 SourceKind = Literal["file", "camera", "stream"]

@@ -2,7 +2,7 @@
 
 Each function starts the real pieces on loopback (FrameSink in this process, the stream
 encoder with the pinned ffmpeg, the dashboard), measures, stops them by PID and returns a
-dict of figures. Nothing here asserts a time: `python app/live_bench.py` prints them.
+dict of figures. Nothing here asserts a time: `python -m bench.live_bench` (from app/) prints them.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import numpy as np
 import psutil
 
 from people_counter import paths
-from people_counter.annotate import annotate_frame
-from people_counter.dashboard.testing import LivePair, MjpegViewer, short_tmp
-from people_counter.frame_sink import FrameSink
-from people_counter.records import CounterState, PersonTrack
+from people_counter.outputs.annotate import annotate_frame
+from people_counter.outputs.frame_sink import FrameSink
+from people_counter.stage_data import CounterState, PersonTrack
+from testsupport.live_stack import LivePair, MjpegViewer, short_tmp
 
 WIDTH, HEIGHT = 768, 576
 

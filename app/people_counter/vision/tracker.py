@@ -39,7 +39,7 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]  # scipy ships no stubs
 
 from people_counter.config import TrackerConfig
-from people_counter.records import BoxArray, EndedTrack, PersonTrack, TrackerOutput
+from people_counter.stage_data import BoxArray, EndedTrack, PersonTrack, TrackerOutput
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]

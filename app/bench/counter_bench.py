@@ -24,10 +24,10 @@ from pathlib import Path
 import psutil
 import yaml
 
-from people_counter.broker_fixture import MosquittoBroker
+from bench.raw_throughput import measure_raw_throughput
 from people_counter.config import Config
 from people_counter.paths import default_model_xml, sample_video_path
-from people_counter.raw_throughput import measure_raw_throughput
+from testsupport.mosquitto_broker import MosquittoBroker
 
 SUMMARY = re.compile(r"processed (\d+) frames in ([0-9.]+) s")
 
@@ -137,7 +137,7 @@ def stopped_encoder_ratio(workdir: Path, model_state: Path, broker: MosquittoBro
 
     The two runs alternate, and the ratio is the median of the pairs' ratios.
     """
-    from people_counter.dashboard.testing import StreamProcess, short_tmp
+    from testsupport.live_stack import StreamProcess, short_tmp
 
     pairs: list[tuple[float, float]] = []
     for _ in range(repeats):

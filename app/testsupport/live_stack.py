@@ -40,7 +40,7 @@ class BrokerLike(Protocol):
 
 def pinned_ffmpeg() -> Path:
     """The pinned build from the cache, fetched on first use (the same binary devices run)."""
-    from people_counter.ffmpeg_pin import ensure_ffmpeg
+    from people_counter.prepare.ffmpeg import ensure_ffmpeg
 
     return ensure_ffmpeg()
 
@@ -156,7 +156,7 @@ class StreamProcess(_Child):
 
     def start(self) -> StreamProcess:
         self._spawn(
-            [sys.executable, "-m", "people_counter.stream", "-c", str(self.config_path)],
+            [sys.executable, "-m", "people_counter.encoder.ffmpeg_encoder", "-c", str(self.config_path)],
             {"PEOPLE_COUNTER_FFMPEG": str(self.ffmpeg)},
         )
         deadline = time.monotonic() + _STARTUP_S
@@ -513,8 +513,8 @@ def populate_history(state_dir: Path, hours: float = 24.0, alerts: int = 2) -> P
     import math
     import random
 
-    from people_counter.records import Alert, CountingResult, PersonEvent, Totals
-    from people_counter.store import CountStore
+    from people_counter.outputs.store import CountStore
+    from people_counter.stage_data import Alert, CountingResult, PersonEvent, Totals
 
     rng = random.Random(42)
     store = CountStore(state_dir)

@@ -34,9 +34,9 @@ from typing import Literal, NamedTuple, cast
 
 from people_counter.errors import UserError
 from people_counter.paths import database_path
-from people_counter.records import Alert, CountingResult, PersonEvent, Totals
+from people_counter.stage_data import Alert, CountingResult, PersonEvent, Totals
 
-log = logging.getLogger("people_counter.store")
+log = logging.getLogger("people_counter.outputs.store")
 
 BUSY_TIMEOUT_MS = 5000
 PRUNE_EVERY_S = 3600.0

@@ -15,22 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from people_counter.annotate import annotate_frame
 from people_counter.config import Config, load_config
-from people_counter.counting import PeopleCounter
-from people_counter.detector import PersonDetector
+from people_counter.counting.counter import PeopleCounter
+from people_counter.counting.daily_reset import DailyReset
 from people_counter.errors import UserError
-from people_counter.frame_sink import FrameSink
-from people_counter.mqtt_publisher import MqttPublisher
-from people_counter.records import CounterState, CountingResult, DetectionResult, TrackerOutput
-from people_counter.results import ResultsWriter
-from people_counter.schedule import DailyReset
-from people_counter.service import ServiceNotifier
-from people_counter.source import CapturedFrame, FrameReader, parse_input
-from people_counter.store import CountStore
-from people_counter.tracker import PersonTracker
+from people_counter.outputs.annotate import annotate_frame
+from people_counter.outputs.frame_sink import FrameSink
+from people_counter.outputs.mqtt_publisher import MqttPublisher
+from people_counter.outputs.results_file import ResultsWriter
+from people_counter.outputs.store import CountStore
+from people_counter.stage_data import CounterState, CountingResult, DetectionResult, TrackerOutput
+from people_counter.systemd_notify import ServiceNotifier
+from people_counter.vision.detector import PersonDetector
+from people_counter.vision.source import CapturedFrame, FrameReader, parse_input
+from people_counter.vision.tracker import PersonTracker
 
-log = logging.getLogger("people_counter.pipeline")
+log = logging.getLogger("people_counter.counting_loop")
 
 HOUSEKEEPING_INTERVAL_S = 1.0
 SHUTDOWN_BUDGET_S = 4.0

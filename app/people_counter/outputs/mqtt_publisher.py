@@ -24,7 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from people_counter.config import MqttConfig
 from people_counter.errors import ConfigError
-from people_counter.records import Alert, CounterState, PersonEvent
+from people_counter.stage_data import Alert, CounterState, PersonEvent
 
 log = logging.getLogger("people_counter.mqtt")
 

@@ -32,12 +32,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from people_counter.command_runner import run_command
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, StreamConfig, load_config
-from people_counter.entrypoint import run_command
-from people_counter.ffmpeg_pin import resolve_ffmpeg
-from people_counter.frame_sink import FRAME_HEADER, FRAME_MAGIC, MAX_HEADER_LINE, StreamHeader
+from people_counter.outputs.frame_sink import FRAME_HEADER, FRAME_MAGIC, MAX_HEADER_LINE, StreamHeader
+from people_counter.prepare.ffmpeg import resolve_ffmpeg
 
-log = logging.getLogger("people_counter.stream")
+log = logging.getLogger("people_counter.encoder.ffmpeg_encoder")
 
 MSG_HEADER = struct.Struct("<cI")
 JPEG_META = struct.Struct("<Qd")

@@ -38,8 +38,8 @@ import numpy.typing as npt
 from people_counter import paths
 from people_counter.config import ModelConfig
 from people_counter.errors import ModelError
-from people_counter.model_prepare import import_openvino
-from people_counter.records import BoxArray, DetectionResult
+from people_counter.prepare.model import import_openvino
+from people_counter.stage_data import BoxArray, DetectionResult
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from people_counter.records import CounterState, PersonTrack
+from people_counter.stage_data import CounterState, PersonTrack
 
 Frame = npt.NDArray[np.uint8]
 LinePx = tuple[tuple[int, int], tuple[int, int]]

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from people_counter import paths
-from people_counter.detector import load_model, preprocess, tile_grid
-from people_counter.model_prepare import import_openvino
+from people_counter.prepare.model import import_openvino
+from people_counter.vision.detector import load_model, preprocess, tile_grid
 
 ov = import_openvino()
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from people_counter.config import CountingConfig
-from people_counter.records import (
+from people_counter.stage_data import (
     Alert,
     Box,
     CountingResult,

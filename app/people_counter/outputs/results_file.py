@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TextIO
 
-from people_counter.records import CounterState, TrackerOutput
+from people_counter.stage_data import CounterState, TrackerOutput
 
 
 class ResultsWriter:

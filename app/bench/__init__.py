@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`); never installed on a device."""

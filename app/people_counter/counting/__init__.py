@@ -1,0 +1,1 @@
+"""Counting: from tracks to totals, line crossings, dwell times and alerts, and the daily reset."""

@@ -1,0 +1,1 @@
+"""The encoder program (people-counter-stream): annotated frames in, MJPEG out, through the pinned ffmpeg."""

@@ -1,0 +1,1 @@
+"""The vision stages: frames in (source), people found (detector), people followed (tracker)."""
