@@ -66,6 +66,12 @@ class TrackerConfig(Section):
     max_gap_s: float = Field(default=1.5, gt=0.0, le=60.0)
     match_iou: float = Field(default=0.2, gt=0.0, lt=1.0)
     high_score: float = Field(default=0.5, gt=0.0, lt=1.0)
+    reid_window_s: float = Field(default=10.0, ge=0.0, le=600.0)
+    """A track lost for longer than `max_gap_s` leaves the count in view but keeps its id this long:
+    a person confirmed again near where it was lost, and looking alike, is that person, not a new one."""
+    stationary_hold_s: float = Field(default=30.0, ge=0.0, le=600.0)
+    """A person standing still stays in view this long without a detection (the detector often loses
+    someone who stands with their back turned); one who moves is held `max_gap_s` only."""
 
 
 class CountingConfig(Section):

@@ -138,3 +138,46 @@ class CounterState:
     def figures(self) -> tuple[object, ...]:
         """The fields whose change is worth a new message (not the clock-driven ones)."""
         return (self.count, self.total, self.in_count, self.out_count, self.input, self.dropped_frames > 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSnapshot:
+    """One confirmed track as the tracker holds it, to be carried across a restart."""
+
+    track_id: int
+    first_seen_ts: float
+    last_seen_ts: float
+    box: Box
+    """Where it was last detected."""
+    velocity: tuple[float, float]
+    """Of the box centre, pixels a second."""
+    hits: int
+    lost: bool
+    """Out of view but still recognisable (see the tracker's life cycle)."""
+    look: tuple[float, ...] | None = None
+    still_at: tuple[float, float] | None = None
+    still_since_ts: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineSideSnapshot:
+    """Where a track's feet last settled relative to the counting line."""
+
+    track_id: int
+    side: int
+    point: tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSnapshot:
+    """The people in view and their state, saved with the totals so that a restart goes on with them.
+
+    `clock_ts` is the frame timestamp it was taken at (the tracker's clock). `media_ts` is that
+    frame's position in a recorded file (seconds from its start), None for a live source: a file
+    replayed from a later frame is matched by its own clock, a camera by the wall clock."""
+
+    clock_ts: float
+    media_ts: float | None
+    tracks: tuple[TrackSnapshot, ...]
+    line_sides: tuple[LineSideSnapshot, ...] = ()
+    loitering_alerted: tuple[int, ...] = ()

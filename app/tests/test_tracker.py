@@ -10,9 +10,12 @@ import pytest
 from people_counter.config import CountingConfig, TrackerConfig
 from people_counter.counting.counter import PeopleCounter
 from people_counter.stage_data import TrackerOutput
+from people_counter.vision.appearance import DESCRIPTOR_SIZE
 from people_counter.vision.tracker import BoxKalmanFilter, PersonTracker, iou_matrix, match_by_iou
 
 CFG = TrackerConfig()  # confirm_hits 3, max_gap_s 1.5, match_iou 0.2, high_score 0.5
+NO_REID = TrackerConfig(reid_window_s=0.0, stationary_hold_s=0.0)
+"""The gap rules alone: no lost tracks recognised, no longer hold for people standing still."""
 NO_BOXES = np.zeros((0, 5), dtype=np.float32)
 
 
@@ -120,8 +123,8 @@ def test_standing_person_keeps_one_id_through_jitter_and_misses() -> None:
     assert final.box[3] == pytest.approx(450.0, abs=8.0)
 
 
-def test_person_leaving_and_coming_back_after_max_gap_is_a_new_person() -> None:
-    tracker = PersonTracker(CFG)
+def test_without_reid_a_person_back_after_max_gap_is_a_new_person() -> None:
+    tracker = PersonTracker(NO_REID)
     counter = PeopleCounter(CountingConfig(), (768, 576))
     still = frame(person(300, 400))
     outputs = []
@@ -156,7 +159,7 @@ def test_gap_just_within_max_gap_is_bridged() -> None:
 @pytest.mark.parametrize("fps", [10.0, 25.0])
 def test_gap_rule_is_in_seconds_not_frames(fps: float) -> None:
     def ids_after_gap(gap_s: float) -> set[int]:
-        tracker = PersonTracker(CFG)
+        tracker = PersonTracker(NO_REID)
         still = frame(person(300, 400))
         outs = []
         for i in range(round(2 * fps)):
@@ -249,7 +252,7 @@ def test_two_people_crossing_paths_keep_their_ids_through_occlusion() -> None:
 
 
 def test_ids_start_at_first_id_and_are_never_reused() -> None:
-    tracker = PersonTracker(CFG, first_id=42)
+    tracker = PersonTracker(NO_REID, first_id=42)
     still = frame(person(300, 400))
     seen = []
     for i in range(100):
@@ -316,7 +319,7 @@ def test_bridged_track_ends_once_predicted_out_of_the_frame() -> None:
     assert outputs[end_frame].ended[0].last_seen_ts == pytest.approx(0.6)
 
     # without the frame size the same track is bridged for max_gap_s
-    tracker = PersonTracker(CFG)
+    tracker = PersonTracker(NO_REID)
     outputs = [tracker.update(frame(person(600 + 20 * i, 400)) if i <= 6 else NO_BOXES, i / 10) for i in range(30)]
     ended_at = next(o.ts for o in outputs if o.ended)
     assert 2.1 <= ended_at <= 2.2 + 1e-9  # the first frame more than 1.5 s after 0.6
@@ -425,7 +428,7 @@ def test_reconfigure_keeps_tracks_and_ids() -> None:
     still = frame(person(300, 400))
     for i in range(5):
         tracker.update(still, i / 10)
-    tracker.reconfigure(TrackerConfig(max_gap_s=0.3))
+    tracker.reconfigure(TrackerConfig(max_gap_s=0.3, reid_window_s=0.0))
     outs = [tracker.update(still, 0.5)]
     outs += [tracker.update(NO_BOXES, 0.6 + i / 10) for i in range(4)]  # gone for more than 0.3 s
     assert ids_seen(outs) == {1}
@@ -484,3 +487,132 @@ def test_box_size_is_not_extrapolated_over_a_gap() -> None:
     kf.predict(1.5)
     height_after = float(np.diff(kf.boxes(np.array([slot]))[0, 1::2])[0])
     assert height_after == pytest.approx(height_before)
+
+
+# --- identities that survive long gaps: lost tracks recognised, people standing still held ----------
+
+
+def look(hue_bin: int) -> np.ndarray:
+    """An appearance descriptor with all its weight in one bin: two different bins look nothing alike."""
+    vector = np.zeros(DESCRIPTOR_SIZE, dtype=np.float32)
+    vector[hue_bin] = 1.0
+    return vector
+
+
+def test_person_hidden_for_three_seconds_behind_a_post_keeps_one_id_and_is_counted_once() -> None:
+    """Walking at 100 px/s, hidden from 2 s to 5 s, seen again 300 px further on where they were heading."""
+    tracker = PersonTracker(CFG, frame_size=(768, 576))
+    counter = PeopleCounter(CountingConfig(), (768, 576))
+    outputs = []
+    for i in range(80):
+        boxes = NO_BOXES if 20 <= i < 50 else frame(person(100.0 + 10.0 * i, 400, 120.0))
+        out = tracker.update(boxes, i / 10, np.repeat(look(3)[None], len(boxes), axis=0))
+        counter.update(out)
+        outputs.append(out)
+    assert all(not o.visible for o in outputs[40:50])  # out of the count in view while hidden
+    assert ids_seen(outputs) == {1}
+    counter.update(tracker.end_all(8.0))
+    assert counter.totals.total == 1
+    assert counter.totals.dwell_count == 1
+    assert counter.totals.avg_duration_s == pytest.approx(7.9)  # the whole visit, gap included
+
+
+def test_someone_else_appearing_where_a_person_was_lost_is_a_new_person() -> None:
+    """Same place, same size, but another look: not the lost person."""
+    tracker = PersonTracker(CFG)
+    still = frame(person(300, 400))
+    seen = []
+    for i in range(60):
+        who = look(3) if i < 20 else look(40)
+        out = tracker.update(NO_BOXES if 20 <= i < 40 else still, i / 10, who[None])
+        seen.extend(t.track_id for t in out.confirmed)
+    assert seen == [1, 2]
+
+
+def test_a_lost_person_is_not_recognised_far_from_where_they_could_be() -> None:
+    tracker = PersonTracker(CFG)
+    seen = []
+    for i in range(60):
+        cx = 150.0 if i < 20 else 650.0  # 500 px (3.3 heights) away after 2 s: more than a walk
+        out = tracker.update(NO_BOXES if 20 <= i < 40 else frame(person(cx, 400)), i / 10)
+        seen.extend(t.track_id for t in out.confirmed)
+    assert seen == [1, 2]
+
+
+def test_a_lost_person_ends_after_the_reid_window_with_their_own_times() -> None:
+    tracker = PersonTracker(CFG)
+    outputs = [tracker.update(frame(person(200 + 20 * i, 400)) if i < 10 else NO_BOXES, i / 10) for i in range(200)]
+    ended = [(o.ts, e) for o in outputs for e in o.ended]
+    assert len(ended) == 1
+    ts, track = ended[0]
+    assert track.last_seen_ts == pytest.approx(0.9)
+    assert ts == pytest.approx(0.9 + CFG.reid_window_s + 0.1)  # the first frame past the window
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_person_standing_still_with_flickering_detections_stays_in_view_and_is_counted_once(seed: int) -> None:
+    """Walks in, stands 25 s with their back turned, detected on a third of the frames with gaps of
+    up to 8 s, walks out: one person, in view on nearly every frame, with the right visit length."""
+    rng = np.random.default_rng(seed)
+    tracker = PersonTracker(CFG, frame_size=(768, 576))
+    counter = PeopleCounter(CountingConfig(), (768, 576))
+    fps, present, in_view = 10.0, 0, 0
+    gap_until = -1
+    for i in range(400):
+        ts = i / fps
+        if i < 30:
+            cx, seen = 100.0 + 10.0 * i, True  # walks in
+        elif i < 280:
+            cx = 400.0 + rng.normal(0.0, 2.0)
+            if i > gap_until + 10 and rng.random() < 0.02:
+                gap_until = i + int(rng.integers(20, 80))  # long misses: 2 to 8 s, at least 1 s apart
+            seen = i > gap_until and rng.random() < 0.5
+        elif i < 320:
+            cx, seen = 400.0 + 10.0 * (i - 280), True  # walks out
+        else:
+            cx, seen = 2000.0, False
+        boxes = frame(person(cx, 450, 160.0)) if seen and cx < 740 else NO_BOXES
+        out = tracker.update(boxes, ts)
+        counter.update(out)
+        if 3 <= i < 314:  # from confirmation to the last detection
+            present += 1
+            in_view += len(out.visible) == 1
+    counter.update(tracker.end_all(40.0))
+    assert counter.totals.total == 1
+    assert in_view / present >= 0.95
+    assert counter.totals.avg_duration_s == pytest.approx(31.0, rel=0.2)
+
+
+def test_snapshot_and_restore_carry_people_in_view_across_a_restart_without_counting_them_again() -> None:
+    walker = [frame(person(100.0 + 10.0 * i, 400)) for i in range(60)]
+    before = PersonTracker(CFG)
+    counter = PeopleCounter(CountingConfig(), (768, 576))
+    for i in range(30):
+        counter.update(before.update(walker[i], i / 10, look(5)[None]))
+    assert counter.totals.total == 1
+    saved = before.snapshot()
+    assert [(s.track_id, s.lost) for s in saved] == [(1, False)]
+
+    # The restarted counter's clock is 500 s later; the walker is 0.5 s further on.
+    after = PersonTracker(CFG, first_id=before.next_id)
+    after.restore(saved, shift_s=500.0, clock_ts=502.9)
+    outputs = [after.update(walker[i], 500.0 + i / 10, look(5)[None]) for i in range(35, 60)]
+    for out in outputs:
+        counter.update(out)
+    assert ids_seen(outputs) == {1}
+    assert counter.totals.total == 1  # not counted again
+    end = after.end_all(507.0)
+    assert end.ended[0].first_seen_ts == pytest.approx(500.0)  # the visit keeps its start
+    assert after.next_id == 2
+
+
+def test_restored_track_not_seen_again_ends_once_with_its_times() -> None:
+    before = PersonTracker(CFG)
+    for i in range(20):
+        before.update(frame(person(300.0, 400)), i / 10)
+    after = PersonTracker(CFG)
+    after.restore(before.snapshot(), shift_s=100.0, clock_ts=101.9)
+    outputs = [after.update(NO_BOXES, 102.0 + i / 10) for i in range(200)]
+    ended = [e for o in outputs for e in o.ended]
+    assert [(e.track_id, e.first_seen_ts, e.last_seen_ts) for e in ended] == [(1, 100.0, pytest.approx(101.9))]
+    assert all(not o.confirmed for o in outputs)

@@ -25,13 +25,24 @@ Life cycle:
   * bridged: a confirmed track that is unmatched keeps its predicted box (`missed=True`) for up to
     `max_gap_s` seconds after its last detection. This is the fix for the original app's double
     counting: a person missed for a frame or two keeps their id.
-  * ended: unmatched for more than `max_gap_s`, or (when the frame size is known) predicted entirely
-    out of the frame, or at `end_all`.
+  * standing still: a bridged track whose detections stayed within `STILL_RADIUS_H` heights of one
+    spot is held in view `STILL_HOLD_FACTOR` times as long as it has stood there (up to
+    `stationary_hold_s`), when that is longer than `max_gap_s`: a person standing still with their back turned is often not detected
+    for many seconds, and is still there.
+  * lost: a confirmed track unmatched for longer than its hold leaves the count in view, but keeps
+    its id for `reid_window_s`. When a new track is confirmed, it is first compared with the lost
+    ones (where the lost one would be by now, its size and its look, see appearance.py); if it is
+    one of them, it takes that id and its first-seen time and is not counted again. This is what
+    keeps one id for a person hidden by the lamp post or missed by the detector for a few seconds.
+  * ended: lost for longer than `reid_window_s`, or (when the frame size is known) bridged while
+    predicted entirely out of the frame, or at `end_all`. An ended track's times are those of its
+    last detection, so the delay of the lost state does not lengthen its visit.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +50,9 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]  # scipy ships no stubs
 
 from people_counter.config import TrackerConfig
-from people_counter.stage_data import BoxArray, EndedTrack, PersonTrack, TrackerOutput
+from people_counter.stage_data import BoxArray, EndedTrack, PersonTrack, TrackerOutput, TrackSnapshot
+from people_counter.vision import appearance
+from people_counter.vision.appearance import DescriptorArray
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -72,6 +85,29 @@ counted twice). Tracks seen on the previous frame keep the plain IoU, so neighbo
 
 TENTATIVE_MAX_GAP_S = 0.25
 """How long a not yet confirmed track may go undetected: one missed frame at 10 fps, five at 25 fps."""
+
+STILL_RADIUS_H = 0.15
+"""A track whose detections stay within this many heights of one spot is standing still there."""
+STILL_HOLD_FACTOR = 3.0
+"""A track standing still is held in view this many times as long as it has stood (up to the
+config's `stationary_hold_s`): someone who has stood for 10 s is most likely still standing, while
+a far-away walker who seemed still for a second is not, and would be held as a ghost."""
+
+_REID_APPEARANCE_MAX = 0.35
+"""Largest appearance distance at which a new track may be a lost one (1 - Bhattacharyya coefficient)."""
+_REID_RADIUS_H = 0.75
+"""How far (in heights) from where a lost track was expected a new one may be, plus `_REID_SPREAD_H`
+a second of absence: a person hidden for a while may have stopped, turned or walked on."""
+_REID_SPREAD_H = 0.8
+_REID_EXTRAPOLATE_S = 2.0
+"""A lost track's last velocity is followed this long at most; after that it is assumed to have stopped."""
+_REID_SIZE_RATIO = 1.5
+"""Largest ratio of heights between a lost track and a new one that may be the same person."""
+_REVIVE_IOU = 0.5
+"""Overlap with the box where a lost track was last detected at which a detection takes it up again
+without waiting for `confirm_hits`: same place, same size, the person never left."""
+_APPEARANCE_MEMORY = 0.8
+"""Share of a track's appearance kept at each high-score detection (an exponential average)."""
 
 _GATED_COST = 1e6
 _MIN_SIZE_PX = 1.0
@@ -180,6 +216,18 @@ class BoxKalmanFilter:
         """The current estimate of every slot, indexed by slot (free slots are zero-sized boxes)."""
         return _cxcywh_to_xyxy(self._pos)
 
+    def observed_box(self, slot: int) -> FloatArray:
+        """The last measured box of one slot, x1, y1, x2, y2 (read only)."""
+        return self._observed[slot]
+
+    def set_centre_velocity(self, slot: int, velocity: tuple[float, float]) -> None:
+        """Start a slot moving (a track carried across a restart keeps its pace)."""
+        self._vel[slot, :2] = velocity
+
+    def centre_velocity(self, slot: int) -> FloatArray:
+        """The estimated velocity of one slot's box centre, pixels a second (read only)."""
+        return self._vel[slot, :2]
+
     def all_observed(self) -> FloatArray:
         """The last measured box of every slot, x1, y1, x2, y2, indexed by slot (read only)."""
         return self._observed
@@ -274,7 +322,7 @@ def match_by_iou(
 
 @dataclass(slots=True)
 class _LiveTrack:
-    """The tracker's own bookkeeping for one track (the published view is records.PersonTrack)."""
+    """The tracker's own bookkeeping for one track (the published view is stage_data.PersonTrack)."""
 
     slot: int
     first_seen_ts: float
@@ -283,10 +331,61 @@ class _LiveTrack:
     track_id: int = 0
     """0 while tentative; the id is given on confirmation."""
     missed: bool = False
+    look: npt.NDArray[np.float32] | None = None
+    """The appearance descriptor, averaged over high-score detections; None before the first."""
+    still_at: tuple[float, float] = (math.nan, math.nan)
+    """The centre of the spot where the detections have stayed since `still_since_ts`."""
+    still_since_ts: float = math.nan
 
     @property
     def confirmed(self) -> bool:
         return self.track_id > 0
+
+    def note_position(self, box: FloatArray, ts: float) -> None:
+        cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+        radius = STILL_RADIUS_H * max(float(box[3] - box[1]), _MIN_SIZE_PX)
+        if not math.hypot(cx - self.still_at[0], cy - self.still_at[1]) <= radius:  # NaN: the first
+            self.still_at = (float(cx), float(cy))
+            self.still_since_ts = ts
+
+    @property
+    def still_for_s(self) -> float:
+        """How long the detections have stayed on one spot, up to the last one."""
+        return self.last_seen_ts - self.still_since_ts
+
+    def remember_look(self, descriptor: npt.NDArray[np.float32]) -> None:
+        if not descriptor.any():
+            return
+        if self.look is None:
+            self.look = descriptor.copy()
+            return
+        blended = _APPEARANCE_MEMORY * self.look + (1.0 - _APPEARANCE_MEMORY) * descriptor
+        self.look = (blended / max(float(np.linalg.norm(blended)), 1e-9)).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class _LostTrack:
+    """A confirmed track out of view that may still be recognised (see the module doc)."""
+
+    track_id: int
+    first_seen_ts: float
+    last_seen_ts: float
+    box: FloatArray
+    """Where it was last detected, x1, y1, x2, y2."""
+    velocity: FloatArray
+    """Of the box centre, pixels a second, when it was last detected."""
+    look: npt.NDArray[np.float32] | None
+
+    def expected_centre(self, ts: float) -> FloatArray:
+        centre: FloatArray = 0.5 * (self.box[:2] + self.box[2:])
+        return centre + self.velocity * min(ts - self.last_seen_ts, _REID_EXTRAPOLATE_S)
+
+    @property
+    def height(self) -> float:
+        return max(float(self.box[3] - self.box[1]), _MIN_SIZE_PX)
+
+    def ended(self) -> EndedTrack:
+        return EndedTrack(track_id=self.track_id, first_seen_ts=self.first_seen_ts, last_seen_ts=self.last_seen_ts)
 
 
 _NO_BOXES = np.zeros((0, 4))
@@ -307,6 +406,8 @@ class PersonTracker:
         self._next_id = first_id
         self._filter = BoxKalmanFilter()
         self._tracks: list[_LiveTrack] = []
+        self._lost: list[_LostTrack] = []
+        """Oldest first: lost tracks are appended as they are lost."""
         self._last_ts: float | None = None
         self._frame_size = frame_size
 
@@ -315,15 +416,15 @@ class PersonTracker:
         """The id the next confirmed track will get; persist it to keep ids unique across restarts."""
         return self._next_id
 
-    def set_frame_size(self, frame_size: tuple[int, int] | None) -> None:
-        self._frame_size = frame_size
-
     def reconfigure(self, cfg: TrackerConfig) -> None:
         """Apply a reloaded config (SIGHUP); live tracks and their ids carry on under the new rules."""
         self._cfg = cfg
 
-    def update(self, boxes: BoxArray, ts: float) -> TrackerOutput:
-        """Take one frame's detections, (N, 5) x1, y1, x2, y2, score in pixels, seen at `ts` seconds."""
+    def update(self, boxes: BoxArray, ts: float, looks: DescriptorArray | None = None) -> TrackerOutput:
+        """Take one frame's detections, (N, 5) x1, y1, x2, y2, score in pixels, seen at `ts` seconds.
+
+        `looks`, when given, holds an appearance descriptor for each row of `boxes` (appearance.py);
+        without it, a lost track is recognised by where it is and its size alone."""
         if not math.isfinite(ts):
             raise ValueError(f"timestamp must be finite, got {ts}")
         ended: list[EndedTrack] = []
@@ -332,20 +433,17 @@ class PersonTracker:
             # was set back): gaps and ages measured across that are meaningless, so every track
             # ends with the times it had, and this frame starts afresh.
             ended.extend(self._end_tracks(list(self._tracks)))
+            ended.extend(self._end_lost(len(self._lost)))
         dt = 0.0 if self._last_ts is None else ts - self._last_ts
         self._last_ts = ts
 
-        # Tracks gone for too long end before association: after a long pause in the input (a
-        # reconnect) nobody is assumed to be still the same person.
-        tentative_gap_s = min(TENTATIVE_MAX_GAP_S, self._cfg.max_gap_s)
-        stale = [
-            t for t in self._tracks if ts - t.last_seen_ts > (self._cfg.max_gap_s if t.confirmed else tentative_gap_s)
-        ]
-        ended.extend(self._end_tracks(stale))
+        # Tracks gone for too long leave before association: after a long pause in the input (a
+        # reconnect) nobody is assumed to be still where they were.
         self._filter.predict(dt)
+        ended.extend(self._retire_stale(ts))
         predicted = self._filter.all_boxes()
 
-        det_boxes, det_scores = _split_boxes(boxes)
+        det_boxes, det_scores, det_looks = _split_boxes(boxes, looks)
         high = np.flatnonzero(det_scores >= self._cfg.high_score)
         low = np.flatnonzero(det_scores < self._cfg.high_score)
 
@@ -374,7 +472,11 @@ class PersonTracker:
         )
         matched.extend((rest_confirmed_tracks[r], int(low[c])) for r, c in pairs)
 
-        # Stage 3: leftover high-score boxes to tentative tracks.
+        # Stage 3: leftover high-score boxes back on the spot where a lost track was last detected
+        # take it up again at once: a person standing still whom the detector lost for a while.
+        rest_high_idx = self._revive_in_place(det_boxes, det_looks, rest_high_idx, ts, matched)
+
+        # Stage 4: leftover high-score boxes to tentative tracks.
         pairs, _, new_high = match_by_iou(
             _boxes_of(tentative, predicted), det_boxes[rest_high_idx], self._cfg.match_iou
         )
@@ -385,22 +487,33 @@ class PersonTracker:
             rows = np.fromiter((d for _, d in matched), dtype=np.intp, count=len(matched))
             self._filter.update(slots, det_boxes[rows])
 
-        newly_confirmed: list[_LiveTrack] = []
-        for track, _ in matched:
+        confirming: list[_LiveTrack] = []
+        for track, row in matched:
             track.hits += 1
             track.last_seen_ts = ts
             track.missed = False
+            track.note_position(det_boxes[row], ts)
+            if det_scores[row] >= self._cfg.high_score:
+                track.remember_look(det_looks[row])
             if not track.confirmed and track.hits >= self._cfg.confirm_hits:
-                newly_confirmed.append(self._confirm(track))
+                confirming.append(track)
         for r in still_unmatched:
-            rest_confirmed_tracks[r].missed = True
+            track = rest_confirmed_tracks[r]
+            if not track.missed and STILL_HOLD_FACTOR * track.still_for_s > self._cfg.max_gap_s:
+                # Held where they stand: a small velocity left over from jitter would walk the box
+                # away over a long hold and leave a ghost beside the person.
+                self._filter.set_centre_velocity(track.slot, (0.0, 0.0))
+            track.missed = True
 
         for c in new_high:
             row = int(rest_high_idx[c])
             track = _LiveTrack(slot=self._filter.add(det_boxes[row]), first_seen_ts=ts, last_seen_ts=ts)
+            track.note_position(det_boxes[row], ts)
+            track.remember_look(det_looks[row])
             self._tracks.append(track)
             if self._cfg.confirm_hits <= 1:
-                newly_confirmed.append(self._confirm(track))
+                confirming.append(track)
+        newly_confirmed = self._confirm_or_recognise(confirming, ts)
 
         estimate = self._filter.all_boxes()
         if self._frame_size is not None:
@@ -415,16 +528,200 @@ class PersonTracker:
             ended=tuple(ended),
         )
 
+    def snapshot(self) -> tuple[TrackSnapshot, ...]:
+        """The confirmed tracks, in view and lost, as plain data to carry across a restart."""
+        saved = []
+        for track in self._tracks:
+            if not track.confirmed:
+                continue  # not counted yet: if it is a person, it is confirmed again after the restart
+            box = self._filter.observed_box(track.slot)
+            velocity = self._filter.centre_velocity(track.slot)
+            still = math.isfinite(track.still_since_ts)
+            saved.append(
+                TrackSnapshot(
+                    track_id=track.track_id,
+                    first_seen_ts=track.first_seen_ts,
+                    last_seen_ts=track.last_seen_ts,
+                    box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                    velocity=(float(velocity[0]), float(velocity[1])),
+                    hits=track.hits,
+                    lost=False,
+                    look=_look_tuple(track.look),
+                    still_at=track.still_at if still else None,
+                    still_since_ts=track.still_since_ts if still else None,
+                )
+            )
+        for lost in self._lost:
+            saved.append(
+                TrackSnapshot(
+                    track_id=lost.track_id,
+                    first_seen_ts=lost.first_seen_ts,
+                    last_seen_ts=lost.last_seen_ts,
+                    box=(float(lost.box[0]), float(lost.box[1]), float(lost.box[2]), float(lost.box[3])),
+                    velocity=(float(lost.velocity[0]), float(lost.velocity[1])),
+                    hits=0,
+                    lost=True,
+                    look=_look_tuple(lost.look),
+                )
+            )
+        return tuple(saved)
+
+    def restore(self, saved: Iterable[TrackSnapshot], shift_s: float, clock_ts: float) -> None:
+        """Take back tracks saved before a restart, their times moved by `shift_s` onto this run's
+        clock; `clock_ts` is when (on this clock) they were saved.
+
+        Each comes back bridged (or lost) with its id and first-seen time, and is matched again as
+        any track that missed a few frames is: a person still there goes on and is not counted
+        again. One that is not matched ends as usual, with the times it had, so its visit is
+        recorded once."""
+        for snap in saved:
+            look = np.asarray(snap.look, dtype=np.float32) if snap.look is not None else None
+            first_seen, last_seen = snap.first_seen_ts + shift_s, snap.last_seen_ts + shift_s
+            box = np.asarray(snap.box, dtype=np.float64)
+            if snap.lost:
+                velocity = np.asarray(snap.velocity, dtype=np.float64)
+                self._lost.append(_LostTrack(snap.track_id, first_seen, last_seen, box, velocity, look))
+            else:
+                track = _LiveTrack(
+                    slot=self._filter.add(box),
+                    first_seen_ts=first_seen,
+                    last_seen_ts=last_seen,
+                    hits=snap.hits,
+                    track_id=snap.track_id,
+                    missed=True,
+                    look=look,
+                )
+                self._filter.set_centre_velocity(track.slot, snap.velocity)
+                if snap.still_at is not None and snap.still_since_ts is not None:
+                    track.still_at = snap.still_at
+                    track.still_since_ts = snap.still_since_ts + shift_s
+                self._tracks.append(track)
+            self._next_id = max(self._next_id, snap.track_id + 1)
+        self._last_ts = clock_ts if self._last_ts is None else max(self._last_ts, clock_ts)
+
     def end_all(self, ts: float) -> TrackerOutput:
         """End every track now (end of input, shutdown, a new input). Ids keep counting up."""
-        ended = self._end_tracks(list(self._tracks))
+        ended = self._end_tracks(list(self._tracks)) + self._end_lost(len(self._lost))
         self._last_ts = None
         return TrackerOutput(ts=ts, visible=(), ended=tuple(ended))
 
-    def _confirm(self, track: _LiveTrack) -> _LiveTrack:
-        track.track_id = self._next_id
-        self._next_id += 1
-        return track
+    def _hold_s(self, track: _LiveTrack) -> float:
+        """How long a track may go undetected and still be in view (see the module doc)."""
+        if not track.confirmed:
+            return min(TENTATIVE_MAX_GAP_S, self._cfg.max_gap_s)
+        still_hold_s = min(self._cfg.stationary_hold_s, STILL_HOLD_FACTOR * track.still_for_s)
+        return max(self._cfg.max_gap_s, still_hold_s)
+
+    def _retire_stale(self, ts: float) -> list[EndedTrack]:
+        """Tracks past their hold leave the view: tentative ones vanish, confirmed ones are lost
+        (or end, with no re-identification window); lost ones past the window end."""
+        stale = [t for t in self._tracks if ts - t.last_seen_ts > self._hold_s(t)]
+        keep_lost = self._cfg.reid_window_s > 0.0
+        for track in stale:
+            if track.confirmed and keep_lost:
+                self._lost.append(
+                    _LostTrack(
+                        track_id=track.track_id,
+                        first_seen_ts=track.first_seen_ts,
+                        last_seen_ts=track.last_seen_ts,
+                        box=self._filter.observed_box(track.slot).copy(),
+                        velocity=self._filter.centre_velocity(track.slot).copy(),
+                        look=track.look,
+                    )
+                )
+        ended = self._end_tracks([t for t in stale if not (t.confirmed and keep_lost)])
+        for track in stale:
+            if track.confirmed and keep_lost:
+                self._drop(track)
+        expired = sum(1 for lost in self._lost if ts - lost.last_seen_ts > self._cfg.reid_window_s)
+        return ended + self._end_lost(expired)
+
+    def _end_lost(self, how_many: int) -> list[EndedTrack]:
+        """End the `how_many` lost tracks seen longest ago."""
+        self._lost.sort(key=lambda lost: lost.last_seen_ts)
+        gone, self._lost = self._lost[:how_many], self._lost[how_many:]
+        return [lost.ended() for lost in gone]
+
+    def _revive_in_place(
+        self,
+        det_boxes: FloatArray,
+        det_looks: DescriptorArray,
+        candidates: IntArray,
+        ts: float,
+        matched: list[tuple[_LiveTrack, int]],
+    ) -> IntArray:
+        """Match detections to lost tracks by overlap with where each was last detected (and look);
+        each matched lost track comes back as a confirmed track. Returns the detections left over."""
+        if not self._lost or not candidates.size:
+            return candidates
+        last_boxes = np.stack([lost.box for lost in self._lost])
+        pairs, _, rest = match_by_iou(last_boxes, det_boxes[candidates], _REVIVE_IOU)
+        revived: set[int] = set()
+        for r, c in pairs:
+            lost, row = self._lost[r], int(candidates[c])
+            if lost.look is not None:
+                distance = float(appearance.distance(lost.look[None], det_looks[row][None])[0, 0])
+                if distance > _REID_APPEARANCE_MAX:  # NaN (an unknown look) passes
+                    rest.append(c)
+                    continue
+            track = _LiveTrack(
+                slot=self._filter.add(det_boxes[row]),
+                first_seen_ts=lost.first_seen_ts,
+                last_seen_ts=lost.last_seen_ts,
+                hits=self._cfg.confirm_hits,
+                track_id=lost.track_id,
+                look=lost.look,
+            )
+            self._tracks.append(track)
+            matched.append((track, row))
+            revived.add(r)
+        self._lost = [lost for i, lost in enumerate(self._lost) if i not in revived]
+        return candidates[sorted(rest)]
+
+    def _confirm_or_recognise(self, confirming: list[_LiveTrack], ts: float) -> list[_LiveTrack]:
+        """Give each confirming track the id of the lost track it is, or a new one; returns the new."""
+        recognised: set[int] = set()
+        if confirming and self._lost:
+            cost = self._recognition_cost(confirming, ts)
+            rows, cols = linear_sum_assignment(cost)
+            taken: set[int] = set()
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+                if cost[r, c] >= _GATED_COST:
+                    continue
+                lost, track = self._lost[c], confirming[r]
+                track.track_id = lost.track_id
+                track.first_seen_ts = lost.first_seen_ts
+                recognised.add(r)
+                taken.add(c)
+            self._lost = [lost for i, lost in enumerate(self._lost) if i not in taken]
+        newly_confirmed = []
+        for r, track in enumerate(confirming):
+            if r not in recognised:
+                track.track_id = self._next_id
+                self._next_id += 1
+                newly_confirmed.append(track)
+        return newly_confirmed
+
+    def _recognition_cost(self, confirming: list[_LiveTrack], ts: float) -> FloatArray:
+        """Cost of each (confirming track, lost track) pair: distance from where the lost one was
+        expected, as a share of how far it may have gone, plus the appearance distance; gated."""
+        boxes = _boxes_of(confirming, self._filter.all_boxes())
+        centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+        heights = np.maximum(boxes[:, 3] - boxes[:, 1], _MIN_SIZE_PX)
+        unknown = np.zeros(appearance.DESCRIPTOR_SIZE, dtype=np.float32)
+        looks = np.stack([t.look if t.look is not None else unknown for t in confirming])
+        lost_looks = np.stack([lost.look if lost.look is not None else unknown for lost in self._lost])
+        look_distance = appearance.distance(looks, lost_looks)
+        cost = np.full((len(confirming), len(self._lost)), _GATED_COST)
+        for c, lost in enumerate(self._lost):
+            radius = lost.height * (_REID_RADIUS_H + _REID_SPREAD_H * max(0.0, ts - lost.last_seen_ts))
+            offset = np.linalg.norm(centres - lost.expected_centre(ts), axis=1) / radius
+            ratio = heights / lost.height
+            look = look_distance[:, c]
+            fits = (offset <= 1.0) & (ratio <= _REID_SIZE_RATIO) & (ratio >= 1.0 / _REID_SIZE_RATIO)
+            fits &= np.isnan(look) | (look <= _REID_APPEARANCE_MAX)  # an unknown look does not veto
+            cost[fits, c] = offset[fits] + np.nan_to_num(look[fits], nan=_REID_APPEARANCE_MAX)
+        return cost
 
     def _visible(self, estimate: FloatArray) -> tuple[PersonTrack, ...]:
         confirmed = [t for t in self._tracks if t.confirmed]
@@ -466,6 +763,10 @@ class PersonTracker:
         self._tracks.remove(track)
 
 
+def _look_tuple(look: npt.NDArray[np.float32] | None) -> tuple[float, ...] | None:
+    return None if look is None else tuple(round(float(v), 5) for v in look)
+
+
 def _boxes_of(tracks: list[_LiveTrack], all_boxes: FloatArray) -> FloatArray:
     """The rows of `all_boxes` (indexed by filter slot) that belong to `tracks`, in their order."""
     if not tracks:
@@ -482,14 +783,22 @@ def _last_seen_of_bridged(tracks: list[_LiveTrack], observed: FloatArray) -> Flo
     return boxes
 
 
-def _split_boxes(boxes: BoxArray) -> tuple[FloatArray, FloatArray]:
-    """(N, 4) boxes and (N,) scores as float64, without degenerate or non-finite rows."""
+def _split_boxes(
+    boxes: BoxArray, looks: DescriptorArray | None
+) -> tuple[FloatArray, FloatArray, DescriptorArray]:
+    """(N, 4) boxes and (N,) scores as float64, and their (N, D) looks (zeros when not given),
+    without degenerate or non-finite rows."""
     array = np.asarray(boxes, dtype=np.float64)
     if array.size == 0:
-        return _NO_BOXES, np.zeros(0)
+        return _NO_BOXES, np.zeros(0), np.zeros((0, appearance.DESCRIPTOR_SIZE), dtype=np.float32)
     if array.ndim != 2 or array.shape[1] < 5:
         raise ValueError(f"boxes must have shape (N, 5), got {array.shape}")
+    if looks is None:
+        looks = np.zeros((len(array), appearance.DESCRIPTOR_SIZE), dtype=np.float32)
+    elif len(looks) != len(array):
+        raise ValueError(f"looks must have one row a box: {len(looks)} for {len(array)}")
     keep = np.isfinite(array[:, :5]).all(axis=1) & (array[:, 2] > array[:, 0]) & (array[:, 3] > array[:, 1])
     if not keep.all():
         array = array[keep]
-    return array[:, :4], array[:, 4]
+        looks = looks[keep]
+    return array[:, :4], array[:, 4], looks
