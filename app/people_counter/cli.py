@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from people_counter.command_runner import run_command
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, load_config
+
+log = logging.getLogger("people_counter.cli")
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -30,16 +35,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from people_counter.counting_loop import RunOptions, run
 
     config = _load(args)
-    options = RunOptions(
-        config_path=args.config,
-        input_override=args.input,
-        results_path=args.results,
-        realtime=False if args.no_realtime else None,
-        mqtt_enabled=not args.no_mqtt,
-        max_frames=args.max_frames,
-        start_frame=args.start_frame,
-    )
-    return run(config, options)
+    # A run over some other input (`--input`) must not add to the device's totals: its counts go
+    # to a temporary store unless a state directory is named for them.
+    offline = args.input is not None and args.state_dir is None
+    with tempfile.TemporaryDirectory(prefix="people-counter-run-") if offline else contextlib.nullcontext() as store:
+        if store is not None:
+            log.info("--input without --state-dir: counts start from zero and are not kept in %s", config.state_dir)
+        options = RunOptions(
+            config_path=args.config,
+            input_override=args.input,
+            results_path=args.results,
+            realtime=False if args.no_realtime else None,
+            mqtt_enabled=not args.no_mqtt,
+            max_frames=args.max_frames,
+            start_frame=args.start_frame,
+            store_dir=Path(store) if store is not None else None,
+        )
+        return run(config, options)
 
 
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
@@ -78,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_p = sub.add_parser("run", help="count people on the configured input")
     with_config(run_p)
-    run_p.add_argument("--input", help="file, camera index or URL; overrides input.source")
+    run_p.add_argument(
+        "--input",
+        help="file, camera index or URL; overrides input.source (counts start from zero unless --state-dir is given)",
+    )
     run_p.add_argument("--results", type=Path, help="write one JSON line per frame to this file")
     run_p.add_argument("--no-realtime", action="store_true", help="process a file as fast as possible")
     run_p.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker")

@@ -22,6 +22,7 @@ from people_counter.errors import UserError
 from people_counter.outputs.annotate import annotate_frame
 from people_counter.outputs.frame_sink import FrameSink
 from people_counter.outputs.mqtt_publisher import MqttPublisher
+from people_counter.outputs.progress import Progress
 from people_counter.outputs.results_file import ResultsWriter
 from people_counter.outputs.store import CountStore
 from people_counter.stage_data import CounterState, CountingResult, DetectionResult, TrackerOutput
@@ -45,6 +46,8 @@ class RunOptions:
     mqtt_enabled: bool = True
     max_frames: int | None = None
     start_frame: int = 0
+    store_dir: Path | None = None
+    """Where the counts are kept; None means the config's state_dir (an offline run passes a temporary one)."""
 
 
 class RateMeter:
@@ -104,7 +107,7 @@ class CountingLoop:
             start_frame=options.start_frame,
         )
         # The store comes last, so that a bad input or model leaves no database behind.
-        self.store = CountStore(config.state_dir, config.store.retention_days)
+        self.store = CountStore(options.store_dir or config.state_dir, config.store.retention_days)
         totals, last_track_id = self.store.load()
         self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1, frame_size=self.reader.frame_size)
         self.counter = PeopleCounter(config.counting, self.reader.frame_size, totals)
@@ -112,6 +115,7 @@ class CountingLoop:
         self.sink = FrameSink(config.stream.socket_path, config.stream.fps) if config.stream.enabled else None
         self.results = ResultsWriter(options.results_path) if options.results_path else None
         self.daily_reset = DailyReset(config.counting.daily_reset)
+        self.progress = Progress.for_input(spec, config.input.loop, options.start_frame, options.max_frames)
 
         self.pending: dict[int, CapturedFrame] = {}
         self.meter = RateMeter()
@@ -181,6 +185,7 @@ class CountingLoop:
             0.9 * self.inference_ms + 0.1 * result.inference_ms if self.frames_done else result.inference_ms
         )
         self.frames_done += 1
+        self.progress.update(self.frames_done)
         state = self.state(captured.ts)
         if self.publisher is not None:
             self.publisher.publish_state(state)
@@ -311,6 +316,7 @@ class CountingLoop:
         self.notifier.stopping()
         self.detector.wait_idle()
         self.reader.stop()
+        self.progress.finish()
         ended = self.tracker.end_all(time.time())
         self._count(ended)
         self.store.flush(time.time())

@@ -71,7 +71,8 @@ def run_from(base: Path, model_xml: Path, video: Path, start_frame: int, state: 
     state = state or make_state_dir(base, model_xml)
     config = write_config(base / "config.yml", {"state_dir": str(state), "stream": {"enabled": False}})
     results = base / f"from-{start_frame}.jsonl"
-    args = ["--input", str(video), "--results", str(results), "--no-realtime", "--no-mqtt"]
+    # --state-dir: the counts are kept (an --input run without it counts in a temporary store).
+    args = ["--input", str(video), "--state-dir", str(state), "--results", str(results), "--no-realtime", "--no-mqtt"]
     counter = CounterProcess(config, *args, "--start-frame", str(start_frame))
     try:
         assert counter.wait(240) == 0, counter.log()[-3000:]
@@ -89,8 +90,8 @@ def test_kill_9_mid_video_and_restart_loses_nothing(
     state = make_state_dir(killed_dir, default_model_xml)
     config = write_config(killed_dir / "config.yml", {"state_dir": str(state), "stream": {"enabled": False}})
     first_results = killed_dir / "first.jsonl"
-    args = ["--input", str(sample_video), "--results", str(first_results), "--no-realtime", "--no-mqtt"]
-    first = CounterProcess(config, *args)
+    args = ["--input", str(sample_video), "--state-dir", str(state), "--results", str(first_results)]
+    first = CounterProcess(config, *args, "--no-realtime", "--no-mqtt")
     try:
         assert first.wait_until(lambda: len(read_results(first_results)) >= 400, 120), first.log()[-3000:]
         first.kill()

@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from people_counter.config import MqttConfig
 from people_counter.errors import ConfigError
+from people_counter.outputs.paho_log import paho_logger
 from people_counter.stage_data import Alert, CounterState, PersonEvent
 
 log = logging.getLogger("people_counter.mqtt")
@@ -85,7 +86,7 @@ class MqttPublisher:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
-        client.enable_logger(logging.getLogger("people_counter.mqtt.paho"))
+        client.enable_logger(paho_logger("people_counter.mqtt.paho"))
         # paho refuses new QoS>0 messages beyond this (publish() returns MQTT_ERR_QUEUE_SIZE);
         # it must be set before connecting.
         client.max_queued_messages_set(self.cfg.max_queued)
