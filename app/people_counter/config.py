@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from people_counter.contract import DEFAULT_TOPIC_PREFIX
 from people_counter.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/people-counter/config.yml")
@@ -103,7 +104,7 @@ class MqttConfig(Section):
     username: str | None = None
     password_file: Path | None = None
     tls: TlsConfig | None = None
-    topic_prefix: str = "people_counter"
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
     compat_topics: bool = False
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     min_interval_s: float = Field(default=0.5, ge=0.0, le=60.0)

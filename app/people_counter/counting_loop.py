@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from people_counter.config import Config, load_config
+from people_counter.contract import state_message
 from people_counter.counting.counter import PeopleCounter
 from people_counter.counting.daily_reset import DailyReset
 from people_counter.errors import UserError
@@ -340,7 +341,7 @@ class CountingLoop:
                 span,
                 lat[len(lat) // 2],
                 lat[int(len(lat) * 0.95)],
-                final.to_message(),
+                state_message(final),
             )
 
 

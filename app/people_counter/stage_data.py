@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -110,7 +110,7 @@ InputStatus = Literal["ok", "reconnecting", "ended"]
 
 @dataclass(frozen=True, slots=True)
 class CounterState:
-    """The retained `state` message: the MQTT contract of DESIGN.md."""
+    """What the counter reports on every frame; contract.state_message makes the MQTT `state` of it."""
 
     count: int
     total: int
@@ -124,16 +124,6 @@ class CounterState:
     uptime_s: float
     ts: float
     extra: dict[str, object] = field(default_factory=dict)
-
-    def to_message(self) -> dict[str, object]:
-        data = asdict(self)
-        data["in"] = data.pop("in_count")
-        data["out"] = data.pop("out_count")
-        data.update(data.pop("extra"))
-        for key in ("avg_duration_s", "fps", "inference_ms", "uptime_s"):
-            data[key] = round(float(data[key]), 2)
-        data["ts"] = round(self.ts, 3)
-        return data
 
     def figures(self) -> tuple[object, ...]:
         """The fields whose change is worth a new message (not the clock-driven ones)."""

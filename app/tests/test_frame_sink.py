@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from people_counter.outputs.frame_sink import FRAME_HEADER, FRAME_MAGIC, FrameSink, StreamHeader
+from people_counter.contract import FRAME_HEADER, FRAME_MAGIC, StreamHeader
+from people_counter.outputs.frame_sink import FrameSink
 
 # A separate process plays the encoder, so that it can be SIGSTOPped like the real one.
 # It checks every frame it reads (magic, length, every byte equal to seq % 251) and

@@ -14,7 +14,8 @@ import numpy as np
 import psutil
 import pytest
 
-from people_counter.encoder.ffmpeg_encoder import JPEG_META, MSG_HEADER, JpegSplitter, StreamHeader, ffmpeg_command
+from people_counter.contract import JPEG_META, MSG_HEADER, MSG_STATUS, StreamHeader
+from people_counter.encoder.ffmpeg_encoder import JpegSplitter, ffmpeg_command
 from people_counter.outputs.frame_sink import FrameSink
 from testsupport.live_stack import StreamProcess, pinned_ffmpeg, short_tmp
 
@@ -40,7 +41,7 @@ class JpegClient:
     def next(self) -> tuple[str, object]:
         kind, n = MSG_HEADER.unpack(self.file.read(MSG_HEADER.size))
         body = self.file.read(n)
-        if kind == b"S":
+        if kind == MSG_STATUS:
             self.status = json.loads(body)
             return "status", self.status
         seq, ts = JPEG_META.unpack_from(body)

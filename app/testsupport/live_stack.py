@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from people_counter.contract import DEFAULT_TOPIC_PREFIX, DeviceTopics
 from people_counter.dashboard.passwords import hash_password
 
 DEFAULT_PASSWORD = "letmein-test"
@@ -338,7 +339,7 @@ class CounterPublisher:
         device_id: str = "test-device",
         username: str = "counter",
         password: str = "counterpw",
-        prefix: str = "people_counter",
+        prefix: str = DEFAULT_TOPIC_PREFIX,
     ) -> None:
         import json
         import uuid
@@ -347,28 +348,28 @@ class CounterPublisher:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self._json = json
-        self.base = f"{prefix}/{device_id}"
+        self.topics = DeviceTopics(prefix, device_id)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-counter-{uuid.uuid4().hex[:8]}")
         self.client.username_pw_set(username, password)
         self.client.connect(broker.host, broker.port, keepalive=10)
         self.client.loop_start()
 
-    def _publish(self, leaf: str, payload: Any, retain: bool = False) -> None:
+    def _publish(self, topic: str, payload: Any, retain: bool = False) -> None:
         data = payload if isinstance(payload, str) else self._json.dumps(payload)
-        self.client.publish(f"{self.base}/{leaf}", data, qos=1, retain=retain).wait_for_publish(5)
+        self.client.publish(topic, data, qos=1, retain=retain).wait_for_publish(5)
 
     def state(self, **figures: Any) -> dict[str, Any]:
         message = state_message(**figures)
-        self._publish("state", message, retain=True)
+        self._publish(self.topics.state, message, retain=True)
         return message
 
     def alert(self, type_: str = "occupancy", value: float = 12, threshold: float = 10) -> dict[str, Any]:
         message = {"type": type_, "value": value, "threshold": threshold, "ts": time.time()}
-        self._publish("alert", message)
+        self._publish(self.topics.alert, message)
         return message
 
     def available(self, value: str = "online") -> None:
-        self._publish("available", value, retain=True)
+        self._publish(self.topics.available, value, retain=True)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -28,10 +28,11 @@ from types import TracebackType
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from people_counter.contract import COMPAT_TOPICS, DEFAULT_TOPIC_PREFIX
+
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 DEFAULT_USERS: Mapping[str, str] = {"counter": "counterpw", "dashboard": "dashpw", "ui": "uipw"}
-COMPAT_TOPICS = ("person", "person/duration")
 
 
 def mosquitto_available() -> bool:
@@ -61,7 +62,7 @@ class MosquittoBroker:
     def __init__(
         self,
         users: Mapping[str, str] | None = None,
-        topic_prefix: str = "people_counter",
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
         devices: Iterable[str] = ("+",),
         counter_user: str = "counter",
         dashboard_user: str = "dashboard",

@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from people_counter.config import describe_validation_error
+from people_counter.contract import DEFAULT_TOPIC_PREFIX
 from people_counter.dashboard.passwords import check_hash_format
 from people_counter.errors import ConfigError
 
@@ -77,7 +78,7 @@ class DashboardMqttConfig(Section):
     username: str | None = None
     password_file: Path | None = None
     ca_file: Path | None = None
-    topic_prefix: str = "people_counter"
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
     device_id: str = Field(default_factory=socket.gethostname)
 
     @field_validator("topic_prefix", "device_id")

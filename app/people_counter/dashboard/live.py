@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
+from people_counter.contract import DeviceTopics
 from people_counter.dashboard.config import DashboardMqttConfig
 
 log = logging.getLogger("people_counter.dashboard.live")
@@ -37,8 +38,7 @@ class LiveFeed:
     def __init__(self, cfg: DashboardMqttConfig, stale_after_s: float) -> None:
         self.cfg = cfg
         self.stale_after_s = stale_after_s
-        base = f"{cfg.topic_prefix}/{cfg.device_id}"
-        self.topics = {f"{base}/{leaf}": leaf for leaf in ("state", "alert", "event", "available")}
+        self.topics = DeviceTopics(cfg.topic_prefix, cfg.device_id).by_topic()
         self.state: dict[str, Any] = {}
         self.state_received = 0.0
         self.available = "unknown"
@@ -104,8 +104,8 @@ class LiveFeed:
         self.push("snapshot", self.snapshot())
 
     def _apply(self, topic: str, payload: bytes) -> None:
-        leaf = self.topics.get(topic)
-        if leaf == "available":
+        kind = self.topics.get(topic)
+        if kind == "available":
             self.available = payload.decode(errors="replace")
             self.push("snapshot", self.snapshot())
             return
@@ -116,14 +116,14 @@ class LiveFeed:
             return
         if not isinstance(data, dict):
             return
-        if leaf == "state":
+        if kind == "state":
             self.state = data
             self.state_received = time.time()
             self.push("snapshot", self.snapshot())
-        elif leaf == "alert":
+        elif kind == "alert":
             self.alerts.appendleft(data)
             self.push("alert", json.dumps(data))
-        elif leaf == "event":
+        elif kind == "event":
             self.push("event", json.dumps(data))
 
     def state_age_s(self) -> float | None:

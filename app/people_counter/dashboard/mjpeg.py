@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from people_counter.encoder.ffmpeg_encoder import JPEG_META, MSG_HEADER, MSG_JPEG, MSG_STATUS, STATUS_EVERY_S
+from people_counter.contract import JPEG_META, MSG_HEADER, MSG_JPEG, MSG_STATUS, STATUS_EVERY_S
 
 log = logging.getLogger("people_counter.dashboard.video")
 

@@ -1,16 +1,12 @@
 """people-counter-stream: the counter's frames -> the pinned ffmpeg (MJPEG) -> the dashboard.
 
 It connects to the counter's frame socket (stream.socket_path) and reads the
-self-describing frame stream (see frame_sink). For each connection it starts ffmpeg
+self-describing frame stream (people_counter.contract). For each connection it starts ffmpeg
 with the stream's own size and rate, so nothing is configured twice; when the counter
 goes away (EOF) ffmpeg's input is closed, it exits cleanly, and the program waits for
 the counter to come back. ffmpeg's MJPEG output is split into JPEGs on SOI/EOI markers
-and served to the dashboard on a Unix socket (stream.jpeg_socket_path).
-
-Dashboard protocol, one message after another: TYPE (1 byte) + length (u32, LE) + body.
-  b"J": JPEG_META (source frame sequence u64, the frame's offer() time f64) + the JPEG;
-  b"S": JSON status {state, frames_in, jpegs_out, fps, width, height, restarts, ...},
-        on every change and at least every second, so a stopped encoder is noticed.
+and served to the dashboard on a Unix socket (stream.jpeg_socket_path), framed as the
+contract's JPEG socket says: JPEGs, and the status on every change and at least every second.
 Each dashboard connection has a one-JPEG slot: a slow reader skips frames.
 """
 
@@ -20,55 +16,34 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import os
 import signal
 import stat
-import struct
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from people_counter.command_runner import run_command
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, StreamConfig, load_config
-from people_counter.outputs.frame_sink import FRAME_HEADER, FRAME_MAGIC, MAX_HEADER_LINE, StreamHeader
+from people_counter.contract import (
+    FRAME_HEADER,
+    FRAME_MAGIC,
+    MAX_HEADER_LINE,
+    STATUS_EVERY_S,
+    EncoderStatus,
+    StreamHeader,
+    jpeg_message,
+)
 from people_counter.prepare.ffmpeg import resolve_ffmpeg
 
 log = logging.getLogger("people_counter.encoder.ffmpeg_encoder")
 
-MSG_HEADER = struct.Struct("<cI")
-JPEG_META = struct.Struct("<Qd")
-MSG_JPEG = b"J"
-MSG_STATUS = b"S"
-STATUS_EVERY_S = 1.0
 RECONNECT_S = 0.5
 _SOCKET_MODE = 0o660  # the dashboard's user connects through the shared group
 SOI = b"\xff\xd8"
 EOI = b"\xff\xd9"
-
-
-@dataclass
-class EncoderStatus:
-    """What the dashboard's health panel shows about the encoder."""
-
-    state: str = "starting"  # starting | waiting (no counter) | running | restarting
-    frames_in: int = 0
-    jpegs_out: int = 0
-    fps: float = 0.0
-    width: int = 0
-    height: int = 0
-    source_fps: float = 0.0
-    restarts: int = 0
-    last_error: str = ""
-    pid: int = field(default_factory=os.getpid)
-    since: float = field(default_factory=time.time)
-
-    def message(self) -> bytes:
-        body = json.dumps({**asdict(self), "ts": time.time()}).encode()
-        return MSG_HEADER.pack(MSG_STATUS, len(body)) + body
 
 
 class JpegSplitter:
@@ -130,7 +105,7 @@ class JpegServer:
             self.path.unlink()
 
     def publish_jpeg(self, jpeg: bytes, seq: int, ts: float) -> None:
-        message = MSG_HEADER.pack(MSG_JPEG, JPEG_META.size + len(jpeg)) + JPEG_META.pack(seq, ts) + jpeg
+        message = jpeg_message(jpeg, seq, ts)
         for viewer in self._viewers:
             viewer.jpeg = message  # replaces an unsent one: that frame is skipped
             viewer.wake.set()

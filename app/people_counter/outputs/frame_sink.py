@@ -7,71 +7,33 @@ encoder connected the frame is dropped at once; while the writer is busy (the en
 is slow or SIGSTOPped) a newer frame replaces the waiting one, which is dropped. Drops
 are counted, and the counting thread never waits.
 
-Wire format, self-describing so that the encoder needs no duplicated settings:
-
-    stream header, once per connection and again never (a size change reconnects):
-        b"PCFS1 " + JSON {"width", "height", "pix_fmt": "bgr24", "fps"} + b"\\n"
-    then for each frame: FRAME_HEADER (magic b"PCFR", payload length u32, sequence u64,
-        wall-clock time f64 at offer(), little-endian) followed by width*height*3 bytes.
-
-A frame is written whole or the connection is closed: the reader discards a frame cut
-short by EOF, so no partial frame ever reaches ffmpeg.
+The wire format, self-describing so that the encoder needs no duplicated settings, is
+the frame socket's in people_counter.contract.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import select
 import socket
 import stat
-import struct
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from people_counter.contract import FRAME_HEADER, FRAME_MAGIC, StreamHeader
+
 log = logging.getLogger(__name__)
 
-STREAM_MAGIC = b"PCFS1 "
-FRAME_MAGIC = b"PCFR"
-FRAME_HEADER = struct.Struct("<4sIQd")
-MAX_HEADER_LINE = 4096
 _POLL_S = 0.2
 _SOCKET_MODE = 0o660  # the stream service's user reaches it through the shared group
 
 Frame = npt.NDArray[np.uint8]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamHeader:
-    width: int
-    height: int
-    fps: float
-    pix_fmt: str = "bgr24"
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.width * self.height * 3
-
-    def encode(self) -> bytes:
-        body = {"width": self.width, "height": self.height, "pix_fmt": self.pix_fmt, "fps": self.fps}
-        return STREAM_MAGIC + json.dumps(body).encode() + b"\n"
-
-    @classmethod
-    def decode(cls, line: bytes) -> StreamHeader:
-        if not line.startswith(STREAM_MAGIC) or not line.endswith(b"\n"):
-            raise ValueError("not a people-counter frame stream")
-        data = json.loads(line[len(STREAM_MAGIC) :])
-        header = cls(int(data["width"]), int(data["height"]), float(data["fps"]), str(data["pix_fmt"]))
-        if header.pix_fmt != "bgr24" or header.width <= 0 or header.height <= 0 or header.fps <= 0:
-            raise ValueError(f"unsupported frame stream {data}")
-        return header
 
 
 class FrameSink:

@@ -12,17 +12,29 @@ reconnect, and the broker would retain a stale one.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from people_counter.config import MqttConfig
+from people_counter.contract import (
+    AVAILABLE_OFFLINE,
+    AVAILABLE_ONLINE,
+    COMPAT_COUNT_TOPIC,
+    COMPAT_DURATION_TOPIC,
+    DeviceTopics,
+    alert_message,
+    compat_count_message,
+    compat_duration_message,
+    event_message,
+    payload,
+    state_message,
+)
 from people_counter.errors import ConfigError
 from people_counter.outputs.paho_log import paho_logger
 from people_counter.stage_data import Alert, CounterState, PersonEvent
@@ -47,11 +59,7 @@ class MqttPublisher:
         self.cfg = cfg
         self.device_id = device_id
         self._clock = clock
-        base = f"{cfg.topic_prefix}/{device_id}"
-        self.topic_state = f"{base}/state"
-        self.topic_event = f"{base}/event"
-        self.topic_alert = f"{base}/alert"
-        self.topic_available = f"{base}/available"
+        self.topics = DeviceTopics(cfg.topic_prefix, device_id)
         self.last_error: str | None = None
         self.dropped_messages = 0
         """Events, alerts and compatibility messages refused because the outgoing queue was full."""
@@ -93,7 +101,7 @@ class MqttPublisher:
         client.max_inflight_messages_set(min(MAX_INFLIGHT, self.cfg.max_queued))
         client.reconnect_delay_set(1, int(self.cfg.reconnect_max_s))
         client.connect_timeout = CONNECT_TIMEOUT_S
-        client.will_set(self.topic_available, "offline", qos=QOS, retain=True)
+        client.will_set(self.topics.available, AVAILABLE_OFFLINE, qos=QOS, retain=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -175,7 +183,7 @@ class MqttPublisher:
         self.last_error = None
         self._outage_logged = False
         log.info("connected to MQTT broker %s as %s", self._where, self.device_id)
-        self._publish_raw(self.topic_available, "online", retain=True)
+        self._publish_raw(self.topics.available, AVAILABLE_ONLINE, retain=True)
         # A restarted broker without persistence has forgotten the retained state; a new
         # connection must never leave stale figures behind.
         with self._lock:
@@ -277,32 +285,20 @@ class MqttPublisher:
                 topic,
             )
 
-    def _publish_queued(self, topic: str, message: dict[str, object]) -> None:
+    def _publish_queued(self, topic: str, message: Mapping[str, object]) -> None:
         if self.queued_messages >= self.cfg.max_queued - RESERVED_SLOTS:
             self._note_dropped(topic)
             return
-        self._publish_raw(topic, json.dumps(message, separators=(",", ":")))
+        self._publish_raw(topic, payload(message))
 
     def publish_event(self, event: PersonEvent) -> None:
-        message = {
-            "type": event.type,
-            "track_id": event.track_id,
-            "ts": round(event.ts, 3),
-            "duration_s": None if event.duration_s is None else round(event.duration_s, 2),
-        }
-        self._publish_queued(self.topic_event, message)
+        self._publish_queued(self.topics.event, event_message(event))
         if self.cfg.compat_topics and event.type == "exit":
             # The original UI counts these messages for its "Total Counted".
-            self._publish_queued("person/duration", {"duration": round(event.duration_s or 0.0, 2)})
+            self._publish_queued(COMPAT_DURATION_TOPIC, compat_duration_message(event.duration_s))
 
     def publish_alert(self, alert: Alert) -> None:
-        message = {
-            "type": alert.type,
-            "value": round(float(alert.value), 2),
-            "threshold": round(float(alert.threshold), 2),
-            "ts": round(alert.ts, 3),
-        }
-        self._publish_queued(self.topic_alert, message)
+        self._publish_queued(self.topics.alert, alert_message(alert))
 
     def publish_state(self, state: CounterState, force: bool = False) -> None:
         """Offer the latest state; it goes out when due (see _state_due). Call this every frame."""
@@ -327,8 +323,7 @@ class MqttPublisher:
             return
         if self._is_unacked(self._state_mid):
             return  # the previous state is still unacknowledged: this one stays pending
-        payload = json.dumps(state.to_message(), separators=(",", ":"), default=str)
-        info = self._publish_raw(self.topic_state, payload, retain=True)
+        info = self._publish_raw(self.topics.state, payload(state_message(state)), retain=True)
         if info is None:
             return
         self._state_mid = info.mid
@@ -342,9 +337,8 @@ class MqttPublisher:
         figures = (state.count, state.total)
         if figures == self._compat_sent:
             return
-        # One message with both figures: a lone {"total": n} blanks the original UI's count.
-        payload = json.dumps({"count": state.count, "total": state.total}, separators=(",", ":"))
-        if self._publish_raw("person", payload) is not None:
+        message = compat_count_message(state.count, state.total)
+        if self._publish_raw(COMPAT_COUNT_TOPIC, payload(message)) is not None:
             self._compat_sent = figures
 
     # -- shutdown ------------------------------------------------------------------------------------
@@ -363,7 +357,7 @@ class MqttPublisher:
                 # The final state goes out even if the previous one is still unacknowledged.
                 self._state_mid = None
                 self._send_state_if_due(self._clock())
-            offline = self._publish_raw(self.topic_available, "offline", retain=True)
+            offline = self._publish_raw(self.topics.available, AVAILABLE_OFFLINE, retain=True)
             # Wait for the broker's PUBACK so that the disconnect cannot overtake `offline`.
             while offline is not None and self._is_unacked(offline.mid) and time.monotonic() < deadline - 1.0:
                 time.sleep(0.01)
