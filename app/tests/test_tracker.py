@@ -428,7 +428,7 @@ def test_reconfigure_keeps_tracks_and_ids() -> None:
     still = frame(person(300, 400))
     for i in range(5):
         tracker.update(still, i / 10)
-    tracker.reconfigure(TrackerConfig(max_gap_s=0.3, reid_window_s=0.0))
+    tracker.reconfigure(TrackerConfig(max_gap_s=0.3, reid_window_s=0.0, stationary_hold_s=0.0))
     outs = [tracker.update(still, 0.5)]
     outs += [tracker.update(NO_BOXES, 0.6 + i / 10) for i in range(4)]  # gone for more than 0.3 s
     assert ids_seen(outs) == {1}

@@ -27,8 +27,8 @@ Life cycle:
     counting: a person missed for a frame or two keeps their id.
   * standing still: a bridged track whose detections stayed within `STILL_RADIUS_H` heights of one
     spot is held in view `STILL_HOLD_FACTOR` times as long as it has stood there (up to
-    `stationary_hold_s`), when that is longer than `max_gap_s`: a person standing still with their back turned is often not detected
-    for many seconds, and is still there.
+    `stationary_hold_s`), when that is longer than `max_gap_s`: a person standing still with their
+    back turned is often not detected for many seconds, and is still there.
   * lost: a confirmed track unmatched for longer than its hold leaves the count in view, but keeps
     its id for `reid_window_s`. When a new track is confirmed, it is first compared with the lost
     ones (where the lost one would be by now, its size and its look, see appearance.py); if it is
@@ -84,11 +84,17 @@ overlap after a few pixels of error (on the sample video, people 17 px wide were
 counted twice). Tracks seen on the previous frame keep the plain IoU, so neighbours are not merged."""
 
 TENTATIVE_MAX_GAP_S = 0.25
+TENTATIVE_MAX_GAP_FRAMES = 1.5
+"""...or this many detected frames, when detection runs slower than 6 frames a second (a detection
+rate below the camera's): a newcomer must be able to miss one detected frame and still confirm."""
 """How long a not yet confirmed track may go undetected: one missed frame at 10 fps, five at 25 fps."""
 
 STILL_RADIUS_H = 0.15
 """A track whose detections stay within this many heights of one spot is standing still there."""
-STILL_HOLD_FACTOR = 3.0
+STILL_HOLD_FACTOR = 4.0
+STILL_MIN_S = 1.0
+"""Standing still counts from this long on the spot: a slow walker far away moves less than the
+radius in a fraction of a second, and would otherwise be held on a spot they are leaving."""
 """A track standing still is held in view this many times as long as it has stood (up to the
 config's `stationary_hold_s`): someone who has stood for 10 s is most likely still standing, while
 a far-away walker who seemed still for a second is not, and would be held as a ghost."""
@@ -103,6 +109,8 @@ _REID_EXTRAPOLATE_S = 2.0
 """A lost track's last velocity is followed this long at most; after that it is assumed to have stopped."""
 _REID_SIZE_RATIO = 1.5
 """Largest ratio of heights between a lost track and a new one that may be the same person."""
+LOOK_WEIGHT = 0.5
+"""Weight of the appearance distance beside 1 - IoU in the first association stage."""
 _REVIVE_IOU = 0.5
 """Overlap with the box where a lost track was last detected at which a detection takes it up again
 without waiting for `confirm_hits`: same place, same size, the person never left."""
@@ -208,6 +216,11 @@ class BoxKalmanFilter:
         self._p_pp[slots] = (1.0 - gain_p) * p_pp
         self._p_pv[slots] = (1.0 - gain_p) * p_pv
 
+    def predicted_state(self, dt: float) -> FloatArray:
+        """Every slot's (cx, cy, w, h) dt seconds ahead, the filter itself unchanged."""
+        state: FloatArray = self._pos + self._vel * dt
+        return state
+
     def boxes(self, slots: IntArray) -> FloatArray:
         """The current estimate of the given slots as (K, 4) x1, y1, x2, y2."""
         return _cxcywh_to_xyxy(self._pos[slots])
@@ -282,7 +295,12 @@ def _buffered(boxes: FloatArray, scale: float = BRIDGED_BUFFER) -> FloatArray:
 
 
 def match_by_iou(
-    predicted: FloatArray, detected: FloatArray, min_iou: float, last_seen: FloatArray | None = None
+    predicted: FloatArray,
+    detected: FloatArray,
+    min_iou: float,
+    last_seen: FloatArray | None = None,
+    refused: npt.NDArray[np.bool_] | None = None,
+    look_cost: FloatArray | None = None,
 ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
     """Optimal one-to-one matching on 1 - IoU, pairs below `min_iou` refused.
 
@@ -291,6 +309,10 @@ def match_by_iou(
     detection by the best of its prediction and that box, both buffered by `BRIDGED_BUFFER`. The
     last box is OC-SORT's observation-centric recovery: after a gap the extrapolated box has often
     drifted away from a person who stopped or turned, while where they were last seen still covers them.
+
+    `refused`, when given, marks (row, col) pairs that may not match whatever their overlap.
+    `look_cost`, when given, is added to the cost of the pairs that pass the gate: among people
+    close together, who is who is told by the look as well as by the overlap.
 
     Gated pairs get a huge but finite cost, so the solver first maximises the number of acceptable
     pairs and only then their total overlap; any gated pair it still had to use is dropped after.
@@ -308,7 +330,10 @@ def match_by_iou(
                 np.maximum(iou[bridged], iou_matrix(_buffered(predicted[bridged]), grown)),
                 iou_matrix(_buffered(last_seen[bridged]), grown),
             )
-    cost = np.where(iou >= min_iou, 1.0 - iou, _GATED_COST)
+    if refused is not None:
+        iou = np.where(refused, 0.0, iou)
+    cost = 1.0 - iou if look_cost is None else 1.0 - iou + look_cost
+    cost = np.where(iou >= min_iou, cost, _GATED_COST)
     row_ind, col_ind = linear_sum_assignment(cost)
     pairs = [(int(r), int(c)) for r, c in zip(row_ind, col_ind, strict=True) if iou[r, c] >= min_iou]
     matched_rows = {r for r, _ in pairs}
@@ -336,6 +361,8 @@ class _LiveTrack:
     still_at: tuple[float, float] = (math.nan, math.nan)
     """The centre of the spot where the detections have stayed since `still_since_ts`."""
     still_since_ts: float = math.nan
+    held_still: bool = False
+    """Bridged as a person standing still: held on the spot, matched on plain overlap."""
 
     @property
     def confirmed(self) -> bool:
@@ -375,6 +402,8 @@ class _LostTrack:
     velocity: FloatArray
     """Of the box centre, pixels a second, when it was last detected."""
     look: npt.NDArray[np.float32] | None
+    still_at: tuple[float, float] = (math.nan, math.nan)
+    still_since_ts: float = math.nan
 
     def expected_centre(self, ts: float) -> FloatArray:
         centre: FloatArray = 0.5 * (self.box[:2] + self.box[2:])
@@ -407,6 +436,7 @@ class PersonTracker:
         self._filter = BoxKalmanFilter()
         self._tracks: list[_LiveTrack] = []
         self._lost: list[_LostTrack] = []
+        self._frame_interval_s = 0.1
         """Oldest first: lost tracks are appended as they are lost."""
         self._last_ts: float | None = None
         self._frame_size = frame_size
@@ -436,6 +466,9 @@ class PersonTracker:
             ended.extend(self._end_lost(len(self._lost)))
         dt = 0.0 if self._last_ts is None else ts - self._last_ts
         self._last_ts = ts
+        if dt > 0.0:
+            # The usual time between detected frames, robust to one long pause (a reconnect).
+            self._frame_interval_s = min(dt, 0.8 * self._frame_interval_s + 0.2 * dt)
 
         # Tracks gone for too long leave before association: after a long pause in the input (a
         # reconnect) nobody is assumed to be still where they were.
@@ -458,6 +491,8 @@ class PersonTracker:
             det_boxes[high],
             self._cfg.match_iou,
             _last_seen_of_bridged(confirmed, observed),
+            _someone_else(confirmed, det_looks[high]),
+            _look_cost(confirmed, det_looks[high]),
         )
         matched.extend((confirmed[r], int(high[c])) for r, c in pairs)
         rest_confirmed_tracks = [confirmed[r] for r in rest_confirmed]
@@ -469,6 +504,7 @@ class PersonTracker:
             det_boxes[low],
             max(self._cfg.match_iou, _LOW_SCORE_MATCH_IOU),
             _last_seen_of_bridged(rest_confirmed_tracks, observed),
+            _someone_else(rest_confirmed_tracks, det_looks[low]),
         )
         matched.extend((rest_confirmed_tracks[r], int(low[c])) for r, c in pairs)
 
@@ -492,6 +528,7 @@ class PersonTracker:
             track.hits += 1
             track.last_seen_ts = ts
             track.missed = False
+            track.held_still = False
             track.note_position(det_boxes[row], ts)
             if det_scores[row] >= self._cfg.high_score:
                 track.remember_look(det_looks[row])
@@ -499,10 +536,11 @@ class PersonTracker:
                 confirming.append(track)
         for r in still_unmatched:
             track = rest_confirmed_tracks[r]
-            if not track.missed and STILL_HOLD_FACTOR * track.still_for_s > self._cfg.max_gap_s:
+            if not track.missed and self._still_hold_s(track) > self._cfg.max_gap_s:
                 # Held where they stand: a small velocity left over from jitter would walk the box
                 # away over a long hold and leave a ghost beside the person.
                 self._filter.set_centre_velocity(track.slot, (0.0, 0.0))
+                track.held_still = True
             track.missed = True
 
         for c in new_high:
@@ -527,6 +565,14 @@ class PersonTracker:
             confirmed=tuple(by_id[t.track_id] for t in newly_confirmed),
             ended=tuple(ended),
         )
+
+    def predict(self, ts: float) -> TrackerOutput:
+        """The people in view as they should be at `ts`, between two detected frames, without
+        changing any track: frames skipped by the detection rate still show where everyone is."""
+        if self._last_ts is None or ts <= self._last_ts:
+            return TrackerOutput(ts=ts, visible=self._visible(self._filter.all_boxes()))
+        estimate = _cxcywh_to_xyxy(self._filter.predicted_state(ts - self._last_ts))
+        return TrackerOutput(ts=ts, visible=self._visible(estimate))
 
     def snapshot(self) -> tuple[TrackSnapshot, ...]:
         """The confirmed tracks, in view and lost, as plain data to carry across a restart."""
@@ -562,6 +608,8 @@ class PersonTracker:
                     hits=0,
                     lost=True,
                     look=_look_tuple(lost.look),
+                    still_at=lost.still_at if math.isfinite(lost.still_since_ts) else None,
+                    still_since_ts=lost.still_since_ts if math.isfinite(lost.still_since_ts) else None,
                 )
             )
         return tuple(saved)
@@ -578,9 +626,14 @@ class PersonTracker:
             look = np.asarray(snap.look, dtype=np.float32) if snap.look is not None else None
             first_seen, last_seen = snap.first_seen_ts + shift_s, snap.last_seen_ts + shift_s
             box = np.asarray(snap.box, dtype=np.float64)
+            still_at, still_since = (math.nan, math.nan), math.nan
+            if snap.still_at is not None and snap.still_since_ts is not None:
+                still_at, still_since = snap.still_at, snap.still_since_ts + shift_s
             if snap.lost:
                 velocity = np.asarray(snap.velocity, dtype=np.float64)
-                self._lost.append(_LostTrack(snap.track_id, first_seen, last_seen, box, velocity, look))
+                self._lost.append(
+                    _LostTrack(snap.track_id, first_seen, last_seen, box, velocity, look, still_at, still_since)
+                )
             else:
                 track = _LiveTrack(
                     slot=self._filter.add(box),
@@ -592,9 +645,7 @@ class PersonTracker:
                     look=look,
                 )
                 self._filter.set_centre_velocity(track.slot, snap.velocity)
-                if snap.still_at is not None and snap.still_since_ts is not None:
-                    track.still_at = snap.still_at
-                    track.still_since_ts = snap.still_since_ts + shift_s
+                track.still_at, track.still_since_ts = still_at, still_since
                 self._tracks.append(track)
             self._next_id = max(self._next_id, snap.track_id + 1)
         self._last_ts = clock_ts if self._last_ts is None else max(self._last_ts, clock_ts)
@@ -608,9 +659,13 @@ class PersonTracker:
     def _hold_s(self, track: _LiveTrack) -> float:
         """How long a track may go undetected and still be in view (see the module doc)."""
         if not track.confirmed:
-            return min(TENTATIVE_MAX_GAP_S, self._cfg.max_gap_s)
-        still_hold_s = min(self._cfg.stationary_hold_s, STILL_HOLD_FACTOR * track.still_for_s)
-        return max(self._cfg.max_gap_s, still_hold_s)
+            return min(max(TENTATIVE_MAX_GAP_S, TENTATIVE_MAX_GAP_FRAMES * self._frame_interval_s), self._cfg.max_gap_s)
+        return max(self._cfg.max_gap_s, self._still_hold_s(track))
+
+    def _still_hold_s(self, track: _LiveTrack) -> float:
+        if track.still_for_s < STILL_MIN_S:
+            return 0.0
+        return min(self._cfg.stationary_hold_s, STILL_HOLD_FACTOR * track.still_for_s)
 
     def _retire_stale(self, ts: float) -> list[EndedTrack]:
         """Tracks past their hold leave the view: tentative ones vanish, confirmed ones are lost
@@ -627,6 +682,8 @@ class PersonTracker:
                         box=self._filter.observed_box(track.slot).copy(),
                         velocity=self._filter.centre_velocity(track.slot).copy(),
                         look=track.look,
+                        still_at=track.still_at,
+                        still_since_ts=track.still_since_ts,
                     )
                 )
         ended = self._end_tracks([t for t in stale if not (t.confirmed and keep_lost)])
@@ -671,6 +728,8 @@ class PersonTracker:
                 hits=self._cfg.confirm_hits,
                 track_id=lost.track_id,
                 look=lost.look,
+                still_at=lost.still_at,
+                still_since_ts=lost.still_since_ts,
             )
             self._tracks.append(track)
             matched.append((track, row))
@@ -776,16 +835,36 @@ def _boxes_of(tracks: list[_LiveTrack], all_boxes: FloatArray) -> FloatArray:
 
 def _last_seen_of_bridged(tracks: list[_LiveTrack], observed: FloatArray) -> FloatArray:
     """Where each bridged track was last detected; NaN for tracks seen on the previous frame, whose
-    prediction is only one frame old and better than where they were."""
+    prediction is only one frame old and better than where they were, and for tracks held where
+    they stand, who have not moved: a buffered box would let them take a passer-by's detection."""
     boxes = _boxes_of(tracks, observed)
     if tracks:
-        boxes[[not t.missed for t in tracks]] = np.nan
+        boxes[[not t.missed or t.held_still for t in tracks]] = np.nan
     return boxes
 
 
-def _split_boxes(
-    boxes: BoxArray, looks: DescriptorArray | None
-) -> tuple[FloatArray, FloatArray, DescriptorArray]:
+def _look_cost(tracks: list[_LiveTrack], looks: DescriptorArray) -> FloatArray | None:
+    """LOOK_WEIGHT times the appearance distance of each (track, detection) pair; 0 where unknown."""
+    if LOOK_WEIGHT <= 0.0 or not tracks or not len(looks):
+        return None
+    unknown = np.zeros(appearance.DESCRIPTOR_SIZE, dtype=np.float32)
+    track_looks = np.stack([t.look if t.look is not None else unknown for t in tracks])
+    return LOOK_WEIGHT * np.nan_to_num(appearance.distance(track_looks, looks), nan=0.0)
+
+
+def _someone_else(tracks: list[_LiveTrack], looks: DescriptorArray) -> npt.NDArray[np.bool_] | None:
+    """For bridged tracks, the detections that look clearly unlike them: after a gap, someone else
+    may stand where the person was. Tracks seen on the previous frame are matched on overlap alone."""
+    bridged = [r for r, t in enumerate(tracks) if t.missed and t.look is not None]
+    if not bridged or not len(looks):
+        return None
+    refused = np.zeros((len(tracks), len(looks)), dtype=bool)
+    track_looks = np.stack([tracks[r].look for r in bridged if tracks[r].look is not None])
+    refused[bridged] = appearance.distance(track_looks, looks) > _REID_APPEARANCE_MAX  # NaN compares False
+    return refused
+
+
+def _split_boxes(boxes: BoxArray, looks: DescriptorArray | None) -> tuple[FloatArray, FloatArray, DescriptorArray]:
     """(N, 4) boxes and (N,) scores as float64, and their (N, D) looks (zeros when not given),
     without degenerate or non-finite rows."""
     array = np.asarray(boxes, dtype=np.float64)
