@@ -1,4 +1,4 @@
-"""The `people-counter` command: run, check-config, model prepare, sample, reset."""
+"""The `people-counter` command: run, eval, check-config, model prepare, sample, reset."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from people_counter.command_runner import run_command
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, load_config
+from people_counter.errors import UserError
 
 log = logging.getLogger("people_counter.cli")
 
@@ -52,6 +53,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
             store_dir=Path(store) if store is not None else None,
         )
         return run(config, options)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from people_counter.evaluation import report
+    from people_counter.evaluation.mot_ground_truth import load_ground_truth
+    from people_counter.evaluation.offline_run import count_video
+    from people_counter.evaluation.results_reader import load_results
+    from people_counter.evaluation.scoring import score
+
+    if not 0.0 < args.iou <= 1.0:
+        raise UserError(f"--iou {args.iou}: must be above 0 and at most 1")
+    truth = load_ground_truth(args.gt)
+    if args.results is not None:
+        results = load_results(args.results, args.max_frames)
+        video = str(args.results)
+    else:
+        config = _load(args)
+        with tempfile.TemporaryDirectory(prefix="people-counter-eval-") as workdir:
+            results = load_results(count_video(config, args.input, Path(workdir), args.max_frames))
+        video = args.input
+    scores = score(truth, results, args.iou, args.detected_only)
+    print(report.as_json(scores, video, str(args.gt)) if args.json else report.as_table(scores, video, str(args.gt)))
+    return 0
 
 
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
@@ -100,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--max-frames", type=int, help="stop after this many frames")
     run_p.add_argument("--start-frame", type=int, default=0, help="skip to this frame of a file (resume an analysis)")
     run_p.set_defaults(func=_cmd_run)
+
+    eval_p = sub.add_parser(
+        "eval", help="score counting and tracking against MOT Challenge ground truth (needs the eval extra)"
+    )
+    with_config(eval_p)
+    scored = eval_p.add_mutually_exclusive_group(required=True)
+    scored.add_argument("--input", help="a video to count now, with a temporary store (the model is the config's)")
+    scored.add_argument("--results", type=Path, help="a results file that `run --results` wrote")
+    eval_p.add_argument("--gt", type=Path, required=True, help="ground truth: frame,id,left,top,width,height,conf,...")
+    eval_p.add_argument("--iou", type=float, default=0.5, help="overlap a box needs to match a person (default 0.5)")
+    eval_p.add_argument("--detected-only", action="store_true", help="leave out bridged boxes (the predictions)")
+    eval_p.add_argument("--max-frames", type=int, help="only the first frames of the video or results file")
+    eval_p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    eval_p.set_defaults(func=_cmd_eval)
 
     check_p = sub.add_parser("check-config", help="validate a config file")
     check_p.add_argument("file", type=Path)

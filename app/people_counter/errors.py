@@ -17,3 +17,7 @@ class ModelError(UserError):
 
 class InputError(UserError):
     """The video input is missing, unreadable or not a video."""
+
+
+class EvaluationError(UserError):
+    """Ground truth or a results file that cannot be scored: missing, malformed, or not of the same video."""
