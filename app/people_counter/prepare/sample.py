@@ -23,12 +23,13 @@ from typing import IO
 from people_counter import paths
 from people_counter.checksums import sha256_file
 from people_counter.errors import UserError
+from people_counter.pins import pins
 
 log = logging.getLogger(__name__)
 
-SAMPLE_PACKAGE = "opencv-doc"
-SAMPLE_MEMBER = "usr/share/doc/opencv-doc/examples/data/vtest.avi"
-SAMPLE_SHA256 = "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"
+SAMPLE_PACKAGE = pins().sample.package
+SAMPLE_MEMBER = pins().sample.member
+SAMPLE_SHA256 = pins().sample.sha256
 _CHUNK = 1 << 20
 
 

@@ -28,6 +28,7 @@ from conftest import (
     state_after,
     wait_for,
 )
+from people_counter.pins import pins
 
 STATE_KEYS = {
     "count", "total", "in", "out", "avg_duration_s", "fps", "inference_ms",
@@ -39,18 +40,16 @@ STATE_KEYS = {
 
 
 def test_ffmpeg_is_the_pinned_build(device: Node) -> None:
-    version = role_default("ffmpeg", "ffmpeg_version")
-    first_line = device.check(
-        "/usr/local/bin/ffmpeg -hide_banner -version"
-    ).splitlines()[0]
-    # The static build calls itself n9.0.2-<commits>-g<hash>-<date>.
+    version, link = pins().ffmpeg.version, pins().ffmpeg.device_path
+    first_line = device.check(f"{link} -hide_banner -version").splitlines()[0]
+    # The static build calls itself n<version>-<commits>-g<hash>-<date>.
     assert re.match(rf"ffmpeg version n?{re.escape(version)}\b", first_line), first_line
-    target = device.check("readlink -f /usr/local/bin/ffmpeg").strip()
+    target = device.check(f"readlink -f {link}").strip()
     assert f"/{version}/" in target, target
 
 
 def test_openvino_is_pinned_and_sees_the_cpu(device: Node) -> None:
-    pinned = role_default("openvino", "openvino_version")
+    pinned = pins().openvino_version
     py = "/opt/people-counter/venv/bin/python"
     installed = device.check(
         f"{py} -c 'import importlib.metadata as m; print(m.version(\"openvino\"))'"
