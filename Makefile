@@ -34,7 +34,7 @@ $(STAMPS)/venv: app/pyproject.toml requirements-dev.txt | $(STAMPS)/apt
 	@mkdir -p $(STAMPS)
 	[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt -e 'app[test,eval]'
+	$(PY) -m pip install -q -r requirements-dev.txt -e 'app[test,eval,prepare]'
 # trackeval requires opencv-python, whose cv2 files overwrite the headless build's and need libGL:
 # put the headless build back over them.
 	$(PY) -m pip install -q --force-reinstall --no-deps "$$($(PY) -m pip freeze | grep '^opencv-python-headless==')"
