@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from people_counter.carry_over import carry_over, take_snapshot
 from people_counter.config import Config, load_config
 from people_counter.contract import state_message
 from people_counter.counting.counter import PeopleCounter
@@ -28,6 +29,8 @@ from people_counter.outputs.results_file import ResultsWriter
 from people_counter.outputs.store import CountStore
 from people_counter.stage_data import CounterState, CountingResult, DetectionResult, TrackerOutput
 from people_counter.systemd_notify import ServiceNotifier
+from people_counter.vision import appearance
+from people_counter.vision.detection_rate import DetectionSchedule
 from people_counter.vision.detector import PersonDetector
 from people_counter.vision.source import CapturedFrame, FrameReader, parse_input
 from people_counter.vision.tracker import PersonTracker
@@ -36,6 +39,8 @@ log = logging.getLogger("people_counter.counting_loop")
 
 HOUSEKEEPING_INTERVAL_S = 1.0
 SHUTDOWN_BUDGET_S = 4.0
+LIVE_SAVE_INTERVAL_S = 1.0
+"""How often the people in view are saved for a restart, in the input's own time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,8 @@ class CountingLoop:
         totals, last_track_id = self.store.load()
         self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1, frame_size=self.reader.frame_size)
         self.counter = PeopleCounter(config.counting, self.reader.frame_size, totals)
+        self.saved_live = self.store.load_live()
+        self.schedule = DetectionSchedule(config.model.detect_fps)
         self.publisher = MqttPublisher(config.mqtt, config.device_id) if options.mqtt_enabled else None
         self.sink = FrameSink(config.stream.socket_path, config.stream.fps) if config.stream.enabled else None
         self.results = ResultsWriter(options.results_path) if options.results_path else None
@@ -119,6 +126,14 @@ class CountingLoop:
         self.progress = Progress.for_input(spec, config.input.loop, options.start_frame, options.max_frames)
 
         self.pending: dict[int, CapturedFrame] = {}
+        """Frames read and not yet processed, by index; processed in this order."""
+        self.skipped: set[int] = set()
+        """Pending frames that the detection rate skips."""
+        self.detections: dict[int, DetectionResult] = {}
+        self.skipped_frames = 0
+        self._last_clock_ts: float | None = None
+        self._last_media_ts: float | None = None
+        self._next_live_save_ts = float("-inf")
         self.meter = RateMeter()
         self.inference_ms = 0.0
         self.frames_done = 0
@@ -160,31 +175,70 @@ class CountingLoop:
             captured = self.reader.get(timeout=0.05) if reading else None
             if captured is not None:
                 self.pending[captured.index] = captured
-                self.detector.submit(captured.index, captured.image)
+                if self.schedule.due(captured.ts):
+                    self.detector.submit(captured.index, captured.image)
+                else:
+                    self.skipped.add(captured.index)
                 submitted += 1
-            for result in self.detector.ready():
-                self._process(result)
+            self._process_ready(self.detector.ready())
             self._housekeeping()
             if (self.reader.finished or not reading) and captured is None:
                 break
         # A stop leaves requests in flight: their frames are counted too, and no
         # OpenVINO callback is left to run while the interpreter shuts down.
-        for result in self.detector.drain():
-            self._process(result)
+        self._process_ready(self.detector.drain())
+
+    def _process_ready(self, results: list[DetectionResult]) -> None:
+        """Process the frames whose turn has come, in the order they were read: a skipped frame
+        waits for the detected frames before it."""
+        for result in results:
+            self.detections[result.frame_index] = result
+        while self.pending:
+            index = next(iter(self.pending))
+            if index in self.skipped:
+                self.skipped.discard(index)
+                self.skipped_frames += 1
+                captured = self.pending.pop(index)
+                self._after_tracking(captured, self.tracker.predict(captured.ts), None)
+            elif index in self.detections:
+                self._process(self.detections.pop(index))
+            else:
+                return
 
     def _process(self, result: DetectionResult) -> None:
         captured = self.pending.pop(result.frame_index)
-        tracks = self.tracker.update(result.boxes, captured.ts)
+        if self.saved_live is not None:
+            ended = carry_over(self.saved_live, self.tracker, self.counter, captured.ts, self._media_ts(captured))
+            self.saved_live = None
+            if ended is not None:
+                self._count(ended)
+        looks = appearance.describe(captured.image, result.boxes)
+        tracks = self.tracker.update(result.boxes, captured.ts, looks)
+        self._last_clock_ts, self._last_media_ts = captured.ts, self._media_ts(captured)
+        if captured.ts >= self._next_live_save_ts:
+            # Once a second of the input's time: a file counted faster than real time is saved as
+            # often per frame as a camera, so a crash costs the same second either way.
+            self._next_live_save_ts = captured.ts + LIVE_SAVE_INTERVAL_S
+            self._save_live()
         self._count(tracks)
+        self._after_tracking(captured, tracks, result.inference_ms)
+
+    def _media_ts(self, captured: CapturedFrame) -> float | None:
+        """The frame's position in a recorded file, in seconds; None for a live source."""
+        if self.reader.spec.kind != "file" or self.reader.fps <= 0.0:
+            return None
+        return captured.index / self.reader.fps
+
+    def _after_tracking(self, captured: CapturedFrame, tracks: TrackerOutput, inference_ms: float | None) -> None:
+        """What every frame gets, detected or skipped: the figures, the results line, the live view."""
         now = time.monotonic()
         self.meter.tick(now)
         if not self.frames_done:
             self.first_done_at = now
         self.last_done_at = now
-        # A moving average, seeded by the first frame.
-        self.inference_ms = (
-            0.9 * self.inference_ms + 0.1 * result.inference_ms if self.frames_done else result.inference_ms
-        )
+        if inference_ms is not None:
+            # A moving average, seeded by the first frame.
+            self.inference_ms = 0.9 * self.inference_ms + 0.1 * inference_ms if self.inference_ms else inference_ms
         self.frames_done += 1
         self.progress.update(self.frames_done)
         state = self.state(captured.ts)
@@ -218,7 +272,14 @@ class CountingLoop:
         self.store.note_count(self.counter.count, tracks.ts)
         if result:
             # The tracker hands out ids in order, so the last one used is the one before its next.
-            self.store.record(self.counter.totals, result, self.counter.count, tracks.ts, self.tracker.next_id - 1)
+            self.store.record(
+                self.counter.totals,
+                result,
+                self.counter.count,
+                tracks.ts,
+                self.tracker.next_id - 1,
+                take_snapshot(self.tracker, self.counter, tracks.ts, self._last_media_ts),
+            )
             self._publish_result(result)
 
     def _publish_result(self, result: CountingResult) -> None:
@@ -247,6 +308,7 @@ class CountingLoop:
             extra={
                 "privacy_blur": self.config.stream.blur_people,
                 "stream_dropped": self.sink.dropped if self.sink is not None else 0,
+                "skipped_frames": self.skipped_frames,
             },
         )
 
@@ -266,6 +328,10 @@ class CountingLoop:
             self.store.reset(wall)
             self._reset("daily reset time reached")
         self.store.flush(wall)  # also prunes rows past the retention period, hourly
+
+    def _save_live(self) -> None:
+        if self._last_clock_ts is not None:
+            self.store.save_live(take_snapshot(self.tracker, self.counter, self._last_clock_ts, self._last_media_ts))
 
     def _reset(self, why: str) -> None:
         log.info("count reset: %s", why)
@@ -318,8 +384,15 @@ class CountingLoop:
         self.detector.wait_idle()
         self.reader.stop()
         self.progress.finish()
-        ended = self.tracker.end_all(time.time())
-        self._count(ended)
+        if self.signals.stop:
+            # A stop (an upgrade, a reboot) is not the end of the visits in progress: the people in
+            # view are saved and carried on by the next start, not counted again.
+            self._save_live()
+        else:
+            # The input ended: so did every visit.
+            self._count(self.tracker.end_all(time.time()))
+            self._last_clock_ts = time.time()
+            self._save_live()
         self.store.flush(time.time())
         final = self.state()
         if self.publisher is not None:

@@ -27,7 +27,16 @@ from people_counter.outputs.store import (
     schema_version,
 )
 from people_counter.paths import database_path
-from people_counter.stage_data import Alert, CountingResult, LineCrossing, PersonEvent, Totals
+from people_counter.stage_data import (
+    Alert,
+    CountingResult,
+    LineCrossing,
+    LineSideSnapshot,
+    LiveSnapshot,
+    PersonEvent,
+    Totals,
+    TrackSnapshot,
+)
 
 APP_DIR = Path(__file__).resolve().parents[1]
 T0 = 1_800_000_000.0  # a whole minute (divisible by 60)
@@ -113,21 +122,22 @@ def test_an_old_version_migrates_once_and_keeps_its_data(tmp_path: Path) -> None
 
     calls: list[int] = []
 
-    def v2_add_zone(db: sqlite3.Connection) -> None:
+    def add_zone(db: sqlite3.Connection) -> None:
         calls.append(1)
         db.execute("ALTER TABLE events ADD COLUMN zone TEXT NOT NULL DEFAULT 'door'")
 
-    newer = (*MIGRATIONS, v2_add_zone)
+    known = len(MIGRATIONS)
+    newer = (*MIGRATIONS, add_zone)
     db = sqlite3.connect(database_path(tmp_path), isolation_level=None)
-    assert schema_version(db) == 1
-    assert migrate(db, newer) == 2
-    assert migrate(db, newer) == 2  # already there: nothing runs again
+    assert schema_version(db) == known
+    assert migrate(db, newer) == known + 1
+    assert migrate(db, newer) == known + 1  # already there: nothing runs again
     assert calls == [1]
     assert db.execute("SELECT track_id, zone FROM events").fetchall() == [(1, "door")]
     db.close()
 
-    # This program knows only version 1: a newer database is refused with a clear error.
-    with pytest.raises(StoreError, match="schema version 2, newer than this program knows"):
+    # This program knows only the versions before: a newer database is refused with a clear error.
+    with pytest.raises(StoreError, match=f"schema version {known + 1}, newer than this program knows"):
         CountStore(tmp_path, retention_days=30)
 
 
@@ -141,7 +151,7 @@ def test_a_failed_migration_leaves_the_old_version(tmp_path: Path) -> None:
     db = sqlite3.connect(database_path(tmp_path), isolation_level=None)
     with pytest.raises(sqlite3.OperationalError):
         migrate(db, (*MIGRATIONS, broken))
-    assert schema_version(db) == 1
+    assert schema_version(db) == len(MIGRATIONS)
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
     db.close()
 
@@ -315,3 +325,30 @@ def _read_while_running_and_after_a_stop(state: Path) -> None:
     assert read_as_nobody() == "3"  # after a clean stop
     request_reset(state)
     assert read_as_nobody() == "0"  # after `people-counter reset` with no counter running
+
+
+def test_live_snapshot_round_trips_and_is_saved_with_the_totals(tmp_path: Path) -> None:
+    live = LiveSnapshot(
+        clock_ts=T0,
+        media_ts=12.5,
+        tracks=(
+            TrackSnapshot(
+                7, T0 - 3.0, T0 - 0.1, (1.0, 2.0, 3.0, 4.0), (0.5, -0.5), 12, False, (0.6, 0.8), (2.0, 3.0), T0 - 2.0
+            ),
+            TrackSnapshot(5, T0 - 9.0, T0 - 4.0, (5.0, 6.0, 7.0, 8.0), (0.0, 0.0), 0, True),
+        ),
+        line_sides=(LineSideSnapshot(7, -1, (2.0, 4.0)),),
+        loitering_alerted=(7,),
+    )
+    store = CountStore(tmp_path, retention_days=30)
+    assert store.load_live() is None
+    store.record(Totals(total=7), enter(7, T0), count=1, ts=T0, last_track_id=7, live=live)
+    store.close()
+    store = CountStore(tmp_path, retention_days=30)
+    assert store.load_live() == live
+    emptied = LiveSnapshot(clock_ts=T0 + 1.0, media_ts=None, tracks=())
+    store.save_live(emptied)
+    store.close()
+    store = CountStore(tmp_path, retention_days=30)
+    assert store.load_live() == emptied
+    store.close()

@@ -33,6 +33,7 @@ counted when they are detected again on the other side.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from people_counter.config import CountingConfig
@@ -42,6 +43,7 @@ from people_counter.stage_data import (
     CountingResult,
     EndedTrack,
     LineCrossing,
+    LineSideSnapshot,
     PersonEvent,
     PersonTrack,
     Totals,
@@ -146,6 +148,13 @@ class CountingLine:
     def forget(self, track_id: int) -> None:
         self._settled.pop(track_id, None)
 
+    def sides(self) -> tuple[LineSideSnapshot, ...]:
+        """Each track's settled side, to carry across a restart."""
+        return tuple(LineSideSnapshot(track_id=i, side=s.side, point=s.point) for i, s in self._settled.items())
+
+    def restore_side(self, saved: LineSideSnapshot) -> None:
+        self._settled[saved.track_id] = _LineSide(side=saved.side, point=saved.point)
+
 
 class DwellTimer:
     """Dwell is last seen minus first seen; the average is over finished tracks, kept in Totals."""
@@ -234,6 +243,17 @@ class PeopleCounter:
 
     def dwell_s(self, track: PersonTrack, ts: float) -> float:
         return self.dwell.so_far(track, ts)
+
+    @property
+    def loitering_alerted(self) -> tuple[int, ...]:
+        """The tracks in view whose loitering alert was sent."""
+        return tuple(sorted(self._loitering_alerted))
+
+    def restore(self, sides: Iterable[LineSideSnapshot], loitering_alerted: Iterable[int]) -> None:
+        """Take back, after a restart, the line sides and loitering alerts of the people still in view."""
+        for side in sides:
+            self.line.restore_side(side)
+        self._loitering_alerted.update(loitering_alerted)
 
     def update(self, tracks: TrackerOutput) -> CountingResult:
         ts = tracks.ts

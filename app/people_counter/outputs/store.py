@@ -22,6 +22,8 @@ are mode 0640; the state directory should be setgid to the shared group so that 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import sqlite3
@@ -34,7 +36,15 @@ from typing import Literal, NamedTuple, cast
 
 from people_counter.errors import UserError
 from people_counter.paths import database_path
-from people_counter.stage_data import Alert, CountingResult, PersonEvent, Totals
+from people_counter.stage_data import (
+    Alert,
+    CountingResult,
+    LineSideSnapshot,
+    LiveSnapshot,
+    PersonEvent,
+    Totals,
+    TrackSnapshot,
+)
 
 log = logging.getLogger("people_counter.outputs.store")
 
@@ -130,7 +140,22 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Sequence[Migration] = (_v1_initial,)
+def _v2_live_tracks(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- The people in view when the counter last saved, so that a restart goes on with them
+        -- instead of counting them again: one row, a JSON stage_data.LiveSnapshot.
+        CREATE TABLE live_tracks (
+            id         INTEGER PRIMARY KEY CHECK (id = 1),
+            saved_ts   REAL NOT NULL,
+            snapshot   TEXT NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_live_tracks)
 """MIGRATIONS[i] takes a database from version i to i + 1. Append; never edit a released one."""
 
 
@@ -472,8 +497,19 @@ class CountStore(CountReader):
             self.flush(ts)
         self._open_minute = minute
 
-    def record(self, totals: Totals, result: CountingResult, count: int, ts: float, last_track_id: int) -> None:
+    def record(
+        self,
+        totals: Totals,
+        result: CountingResult,
+        count: int,
+        ts: float,
+        last_track_id: int,
+        live: LiveSnapshot | None = None,
+    ) -> None:
         """Append the frame's events, crossings and alerts and update the totals: one commit.
+
+        `live`, the people in view after this frame, is saved in the same commit: a person counted
+        here is, after a crash, either counted and carried on, or neither.
 
         `count` only raises the minute's maximum: the frame's sample for the mean comes from
         note_count(), which the caller makes on every frame.
@@ -507,6 +543,31 @@ class CountStore(CountReader):
                 ),
             )
             self._write_minutes()
+            if live is not None:
+                self._write_live(live)
+
+    def save_live(self, live: LiveSnapshot) -> None:
+        """Save the people in view (about once a second, and at a stop)."""
+        with _transaction(self._db):
+            self._write_live(live)
+
+    def _write_live(self, live: LiveSnapshot) -> None:
+        self._db.execute(
+            "INSERT INTO live_tracks (id, saved_ts, snapshot) VALUES (1, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET saved_ts = excluded.saved_ts, snapshot = excluded.snapshot",
+            (time.time(), json.dumps(dataclasses.asdict(live), separators=(",", ":"))),
+        )
+
+    def load_live(self) -> LiveSnapshot | None:
+        """The people in view at the last save, or None (never saved, or unreadable: logged)."""
+        row = self._db.execute("SELECT snapshot FROM live_tracks WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        try:
+            return _live_from_json(row[0])
+        except (ValueError, TypeError, KeyError) as error:
+            log.warning("the saved people in view are unreadable, starting without them: %s", error)
+            return None
 
     def _write_result(self, result: CountingResult) -> None:
         period = self._period
@@ -596,3 +657,40 @@ class CountStore(CountReader):
                     self._write_minutes()
         finally:
             _close_writer(self._db)
+
+
+def _live_from_json(text: str) -> LiveSnapshot:
+    data = json.loads(text)
+
+    def pair(value: list[float] | None) -> tuple[float, float] | None:
+        return None if value is None else (float(value[0]), float(value[1]))
+
+    tracks = tuple(
+        TrackSnapshot(
+            track_id=int(t["track_id"]),
+            first_seen_ts=float(t["first_seen_ts"]),
+            last_seen_ts=float(t["last_seen_ts"]),
+            box=(float(t["box"][0]), float(t["box"][1]), float(t["box"][2]), float(t["box"][3])),
+            velocity=(float(t["velocity"][0]), float(t["velocity"][1])),
+            hits=int(t["hits"]),
+            lost=bool(t["lost"]),
+            look=None if t["look"] is None else tuple(float(v) for v in t["look"]),
+            still_at=pair(t["still_at"]),
+            still_since_ts=None if t["still_since_ts"] is None else float(t["still_since_ts"]),
+        )
+        for t in data["tracks"]
+    )
+    sides = tuple(
+        LineSideSnapshot(
+            track_id=int(s["track_id"]), side=int(s["side"]), point=(float(s["point"][0]), float(s["point"][1]))
+        )
+        for s in data["line_sides"]
+    )
+    media_ts = data["media_ts"]
+    return LiveSnapshot(
+        clock_ts=float(data["clock_ts"]),
+        media_ts=None if media_ts is None else float(media_ts),
+        tracks=tracks,
+        line_sides=sides,
+        loitering_alerted=tuple(int(i) for i in data["loitering_alerted"]),
+    )
