@@ -40,11 +40,12 @@ $(STAMPS)/venv: app/pyproject.toml requirements-dev.txt | $(STAMPS)/apt
 	$(PY) -m pip install -q --force-reinstall --no-deps "$$($(PY) -m pip freeze | grep '^opencv-python-headless==')"
 	@touch $@
 
-# The sample video, the default model and the pinned ffmpeg, each cached and sha256-checked.
-# Not a stamp: each command is a quick no-op once its cache is valid.
+# The sample video, the catalog's models (the default and ssdlite) and the pinned ffmpeg, each
+# cached and sha256-checked. Not a stamp: each command is a quick no-op once its cache is valid.
 assets: $(STAMPS)/venv
 	$(VENV)/bin/people-counter sample
 	$(VENV)/bin/people-counter model prepare --state-dir $(MODEL_STATE)
+	$(VENV)/bin/people-counter model prepare --state-dir $(MODEL_STATE) --name ssdlite
 	$(PY) -m people_counter.prepare.ffmpeg
 
 setup: assets

@@ -1,5 +1,5 @@
-"""Shared fixtures: the real model and the real sample video (see conftest_model.py)."""
+"""Fixtures for the tests (the real model and sample video live in conftest_model)."""
 
-from conftest_model import default_model_xml, model_state_dir, nanodet_model_xml, sample_video
+from conftest_model import default_model_xml, model_state_dir, nanodet_model_xml, sample_video, ssdlite_model_xml
 
-__all__ = ["default_model_xml", "model_state_dir", "nanodet_model_xml", "sample_video"]
+__all__ = ["default_model_xml", "model_state_dir", "nanodet_model_xml", "sample_video", "ssdlite_model_xml"]

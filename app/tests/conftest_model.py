@@ -45,6 +45,12 @@ def nanodet_model_xml() -> Path:
 
 
 @pytest.fixture(scope="session")
+def ssdlite_model_xml() -> Path:
+    """The catalog's ssdlite IR (the former default), prepared once beside the default model."""
+    return prepare_model(_test_state_dir(), "ssdlite")
+
+
+@pytest.fixture(scope="session")
 def default_model_xml(model_state_dir: Path) -> Path:
     """The default model's IR, prepared once (a no-op after the first run)."""
     return paths.default_model_xml(model_state_dir)

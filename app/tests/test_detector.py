@@ -248,15 +248,26 @@ def sample_frames(sample_video: Path) -> dict[int, npt.NDArray[np.uint8]]:
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("tiles", ["none", "2x1", "2x2"])
-def test_default_model_finds_people_without_duplicates(
+@pytest.mark.parametrize(
+    ("name", "form", "tiles"),
+    [
+        ("nanodet", "nanodet", "none"),
+        ("nanodet", "nanodet", "2x1"),
+        ("ssdlite", "tf-od", "none"),
+        ("ssdlite", "tf-od", "2x2"),
+    ],
+)
+def test_catalog_models_find_people_without_duplicates(
     model_state_dir: Path,
+    ssdlite_model_xml: Path,
     sample_frames: dict[int, npt.NDArray[np.uint8]],
+    name: str,
+    form: str,
     tiles: str,
 ) -> None:
-    cfg = ModelConfig(tiles=tiles)  # type: ignore[arg-type]
+    cfg = ModelConfig(name=name, tiles=tiles)  # type: ignore[arg-type]
     detector = PersonDetector(cfg, model_state_dir)
-    assert detector.layout.form == "tf-od"
+    assert detector.layout.form == form
     assert detector.inferences_per_frame == {"none": 1, "2x1": 2, "2x2": 5}[tiles]
     for index, image in sample_frames.items():
         submitted = [index * 10 + k for k in range(3)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 ModelName = Literal["ssdlite", "nanodet"]
-DEFAULT_MODEL_NAME: ModelName = "ssdlite"
+DEFAULT_MODEL_NAME: ModelName = "nanodet"
 
 Registry = Literal["pypi", "npm"]
 Conversion = Literal["tf-frozen-graph", "tfjs-graph"]
