@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -178,18 +178,11 @@ def describe_validation_error(error: ValidationError) -> str:
     return f"{field}: {reason}"
 
 
-def parse_config(data: object, origin: str = "config") -> Config:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
-    try:
-        return Config.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(f"{origin}: {describe_validation_error(error)}") from None
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 
-def load_config(path: Path) -> Config:
+def read_yaml(path: Path) -> object:
+    """A config file's YAML document; a ConfigError naming the file (and the line) if it is unreadable."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -197,10 +190,27 @@ def load_config(path: Path) -> Config:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    return parse_config(data, str(path))
+
+
+def validate_document(model: type[SectionT], data: object, origin: str) -> SectionT:
+    """A YAML document as `model`; a ConfigError naming the first bad field if it does not fit."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{origin}: {describe_validation_error(error)}") from None
+
+
+def parse_config(data: object, origin: str = "config") -> Config:
+    return validate_document(Config, {} if data is None else data, origin)
+
+
+def load_config(path: Path) -> Config:
+    return parse_config(read_yaml(path), str(path))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from people_counter.config import CountingConfig, TrackerConfig
-from people_counter.counting.counter import PeopleCounter, feet_point, segments_intersect
+from people_counter.counting.counter import CountingLine, DwellTimer, PeopleCounter, feet_point, segments_intersect
 from people_counter.stage_data import CountingResult, EndedTrack, PersonTrack, Totals, TrackerOutput
 from people_counter.vision.tracker import PersonTracker
 
@@ -137,14 +137,13 @@ def test_first_sight_beyond_the_line_is_not_a_crossing() -> None:
     assert directions(walk_feet(counter, 1, vertical_path(300, 560, 700))) == []
 
 
-def test_set_frame_size_rescales_the_line() -> None:
-    counter = PeopleCounter(CountingConfig(), FRAME)
-    counter.set_frame_size((768, 576))
+def test_the_line_is_scaled_to_the_frame() -> None:
+    counter = PeopleCounter(CountingConfig(), (768, 576))
     assert counter.line.p1 == (0.0, 288.0)
     assert counter.line.p2 == (768.0, 288.0)
     assert directions(walk_feet(counter, 1, vertical_path(300, 250, 330, step=10.0))) == ["in"]
     with pytest.raises(ValueError):
-        counter.set_frame_size((0, 576))
+        CountingLine(CountingConfig().line, (0, 576))
 
 
 def test_segments_intersect_cases() -> None:
@@ -184,10 +183,9 @@ def test_total_enter_and_exit_events_and_average_dwell() -> None:
 
 
 def test_dwell_so_far_of_a_visible_person() -> None:
-    counter = PeopleCounter(CountingConfig(), FRAME)
     person = track(3, 100, 100, first_seen=5.0)
-    assert counter.dwell_s(person, 12.5) == pytest.approx(7.5)
-    assert counter.dwell_s(person, 4.0) == 0.0
+    assert DwellTimer.so_far(person, 12.5) == pytest.approx(7.5)
+    assert DwellTimer.so_far(person, 4.0) == 0.0
 
 
 def test_count_includes_bridged_tracks() -> None:

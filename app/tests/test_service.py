@@ -16,8 +16,8 @@ import pytest
 from counter_process import CounterProcess, make_state_dir, read_results, write_config
 
 from people_counter.counting.daily_reset import DailyReset
-from people_counter.outputs.store import CountReader
 from people_counter.paths import database_path
+from testsupport.store_queries import stored_events
 
 
 class NotifySocket:
@@ -100,11 +100,8 @@ def test_ready_watchdog_reload_and_reset(tmp_path: Path, sample_video: Path, def
         drops = [(a, b) for a, b in itertools.pairwise(totals) if b < a]
         # One drop, to zero (or to the one person confirmed on the very frame after it).
         assert len(drops) == 1 and drops[0][1] <= 1, drops
-        reader = CountReader.open_readonly(database_path(state))
-        try:
-            assert len(reader.recent_events(limit=100)) >= before, "the history before the reset is gone"
-        finally:
-            reader.close()
+        events = stored_events(database_path(state), limit=100)
+        assert len(events) >= before, "the history before the reset is gone"
     finally:
         counter.terminate()
         counter.wait(10)

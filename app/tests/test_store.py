@@ -37,6 +37,7 @@ from people_counter.stage_data import (
     Totals,
     TrackSnapshot,
 )
+from testsupport.store_queries import stored_events
 
 APP_DIR = Path(__file__).resolve().parents[1]
 T0 = 1_800_000_000.0  # a whole minute (divisible by 60)
@@ -62,7 +63,7 @@ def test_totals_survive_reopen(tmp_path: Path) -> None:
 
     again = CountStore(tmp_path, retention_days=30)
     assert again.load() == (totals, 41)
-    assert [e.track_id for e in again.recent_events()] == [41]
+    assert [e.track_id for e in stored_events(database_path(tmp_path))] == [41]
     again.close()
     assert database_path(tmp_path).stat().st_mode & 0o777 == 0o640
 
@@ -99,7 +100,7 @@ def test_kill_9_loses_nothing_recorded(tmp_path: Path) -> None:
     store = CountStore(tmp_path, retention_days=3650)
     totals, last_track_id = store.load()
     assert (totals.total, last_track_id) == (100, 100)
-    assert len(store.recent_events(limit=1000)) == 100
+    assert len(stored_events(database_path(tmp_path))) == 100
     # Each record() merged the minute aggregates too.
     assert sum(b.entries for b in store.history(1.8e9 - 60, 1.8e9 + 200)) == 100
     store.close()
@@ -169,14 +170,14 @@ def test_retention_prunes_old_rows_and_on_start(tmp_path: Path) -> None:
     store.record(Totals(total=1, out_count=1), old, count=1, ts=long_ago, last_track_id=1)
     store.record(Totals(total=2, out_count=1), enter(2, now), count=1, ts=now, last_track_id=2)
     assert store.prune(now) == 4  # the old event, crossing, alert and minute
-    assert [e.track_id for e in store.recent_events()] == [2]
+    assert [e.track_id for e in stored_events(database_path(tmp_path))] == [2]
     assert store.recent_alerts() == []
     assert store.load()[0].total == 2  # totals are not history: never pruned
     # Rows that aged past the retention while the counter was down go at the next start.
     store.record(Totals(total=3, out_count=1), enter(3, long_ago), count=1, ts=long_ago, last_track_id=3)
     store.close()
     again = CountStore(tmp_path, retention_days=30)
-    assert [e.track_id for e in again.recent_events()] == [2]
+    assert [e.track_id for e in stored_events(database_path(tmp_path))] == [2]
     again.close()
 
 
@@ -192,7 +193,7 @@ def test_reset_command_starts_from_zero_and_keeps_history(tmp_path: Path) -> Non
     assert store.load() == (Totals(), 17)  # zero totals, track ids continue
     store.record(Totals(total=1), enter(18, T0 + 5), count=1, ts=T0 + 5, last_track_id=18)
 
-    assert [e.track_id for e in store.recent_events()] == [18, 17]  # history stays
+    assert [e.track_id for e in stored_events(database_path(tmp_path))] == [18, 17]  # history stays
     row = store._db.execute("SELECT total, in_count FROM totals WHERE period_id = ?", (first_period,))
     assert row.fetchone() == (5, 3)  # the finished period keeps its figures
     store.close()
@@ -256,9 +257,9 @@ def test_readonly_reader_sees_the_writer(tmp_path: Path) -> None:
     reader = open_readonly(database_path(tmp_path))
     assert reader.recent_alerts() == [alert]
     assert recent_alerts(database_path(tmp_path)) == [{"type": "occupancy", "value": 12.0, "threshold": 10.0, "ts": T0}]
-    assert reader.current_totals().total == 4
-    store.record(Totals(total=5), enter(10, T0 + 1), count=12, ts=T0 + 1, last_track_id=10)
-    assert reader.current_totals().total == 5  # each query sees the latest commit
+    later = Alert("occupancy", 13.0, 10.0, T0 + 1, None)
+    store.record(Totals(total=5), CountingResult(alerts=(later,)), count=13, ts=T0 + 1, last_track_id=10)
+    assert reader.recent_alerts() == [later, alert]  # each query sees the latest commit
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         reader._db.execute("DELETE FROM events")
     reader.close()

@@ -29,6 +29,7 @@ import yaml
 
 from people_counter.contract import DEFAULT_TOPIC_PREFIX, DeviceTopics
 from people_counter.dashboard.passwords import hash_password
+from testsupport.helpers import free_port, wait_first
 
 DEFAULT_PASSWORD = "letmein-test"
 _STARTUP_S = 15.0
@@ -54,12 +55,6 @@ def short_tmp(prefix: str = "pc-") -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _Child:
@@ -485,18 +480,7 @@ class SseClient:
 
     def wait_for(self, predicate: Any, timeout: float = 5.0) -> tuple[str, Any, float] | None:
         """The first event (already received or arriving in time) for which predicate(name, data) holds."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._cond:
-            while True:
-                for item in self.events[seen:]:
-                    if predicate(item[0], item[1]):
-                        return item
-                seen = len(self.events)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
+        return wait_first(self._cond, self.events, lambda item: bool(predicate(item[0], item[1])), timeout)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

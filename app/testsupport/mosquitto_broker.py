@@ -29,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from people_counter.contract import COMPAT_TOPICS, DEFAULT_TOPIC_PREFIX
+from testsupport.helpers import free_port, wait_first
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -37,13 +38,6 @@ DEFAULT_USERS: Mapping[str, str] = {"counter": "counterpw", "dashboard": "dashpw
 
 def mosquitto_available() -> bool:
     return MOSQUITTO.exists() and Path(MOSQUITTO_PASSWD).exists()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (a small race with other processes is accepted)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_accepts(host: str, port: int) -> bool:
@@ -310,18 +304,7 @@ class MessageCollector:
 
     def wait_for(self, predicate: Callable[[ReceivedMessage], bool], timeout_s: float = 5.0) -> ReceivedMessage | None:
         """The first message (already received or arriving within the timeout) that matches."""
-        deadline = time.monotonic() + timeout_s
-        seen = 0
-        with self._cond:
-            while True:
-                for message in self.messages[seen:]:
-                    if predicate(message):
-                        return message
-                seen = len(self.messages)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
+        return wait_first(self._cond, self.messages, predicate, timeout_s)
 
     def wait_count(self, topic: str, n: int, timeout_s: float = 5.0) -> list[ReceivedMessage]:
         """Wait until at least n messages arrived on topic; returns those received (maybe fewer)."""

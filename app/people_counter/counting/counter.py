@@ -226,9 +226,6 @@ class PeopleCounter:
         """The counting line in pixels, p1 then p2, for drawing (its right side is "in")."""
         return (self.line.p1, self.line.p2)
 
-    def set_frame_size(self, frame_size: tuple[int, int]) -> None:
-        self.line.set_frame_size(frame_size)
-
     def reconfigure(self, cfg: CountingConfig) -> None:
         """Apply a reloaded config without losing counts (SIGHUP).
 
@@ -240,9 +237,6 @@ class PeopleCounter:
         self.line.set_line(cfg.line)
         self._occupancy.maximum = cfg.occupancy_max
         self._occupancy.hold_s = cfg.occupancy_s
-
-    def dwell_s(self, track: PersonTrack, ts: float) -> float:
-        return self.dwell.so_far(track, ts)
 
     @property
     def loitering_alerted(self) -> tuple[int, ...]:

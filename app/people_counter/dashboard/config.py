@@ -30,10 +30,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from people_counter.config import describe_validation_error
+from people_counter.config import read_yaml, validate_document
 from people_counter.contract import DEFAULT_TOPIC_PREFIX
 from people_counter.dashboard.passwords import check_hash_format
 from people_counter.errors import ConfigError
@@ -104,22 +103,7 @@ class DashboardConfig(Section):
 
 
 def load_dashboard_config(path: Path) -> DashboardConfig:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read: {error}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    try:
-        return DashboardConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(f"{path}: {describe_validation_error(error)}") from None
+    return validate_document(DashboardConfig, read_yaml(path), str(path))
 
 
 def read_password_hash(cfg: DashboardConfig) -> str:

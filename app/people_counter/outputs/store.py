@@ -41,7 +41,6 @@ from people_counter.stage_data import (
     CountingResult,
     LineSideSnapshot,
     LiveSnapshot,
-    PersonEvent,
     Totals,
     TrackSnapshot,
 )
@@ -325,13 +324,6 @@ class CountReader:
     def close(self) -> None:
         self._db.close()
 
-    def current_totals(self) -> Totals:
-        row = self._db.execute(
-            "SELECT total, in_count, out_count, dwell_sum_s, dwell_count FROM totals"
-            " WHERE period_id = (SELECT MAX(id) FROM resets)"
-        ).fetchone()
-        return Totals(*row) if row else Totals()
-
     def history(self, since_ts: float, until_ts: float, bucket_s: int = 60) -> list[HistoryBucket]:
         """Buckets of bucket_s seconds (rounded to whole minutes) from since_ts to until_ts."""
         bucket = max(60, int(bucket_s) // 60 * 60)
@@ -350,12 +342,6 @@ class CountReader:
             {"bucket": bucket, "since": int(since_ts // 60 * 60), "until": until_ts},
         )
         return [HistoryBucket(float(r[0]), round(float(r[1]), 2), *map(int, r[2:])) for r in rows]
-
-    def recent_events(self, limit: int = 50) -> list[PersonEvent]:
-        rows = self._db.execute(
-            "SELECT type, track_id, ts, duration_s FROM events ORDER BY ts DESC, id DESC LIMIT ?", (limit,)
-        )
-        return [PersonEvent(cast(Literal["enter", "exit"], r[0]), r[1], r[2], r[3]) for r in rows]
 
     def recent_alerts(self, limit: int = 50) -> list[Alert]:
         rows = self._db.execute(
