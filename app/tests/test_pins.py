@@ -14,6 +14,7 @@ import yaml
 
 from people_counter.pins import PINS_FILE, pins
 from people_counter.prepare import ffmpeg, sample
+from people_counter.prepare.model_catalog import CATALOG, ModelPins
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = REPO / "app" / "pyproject.toml"
@@ -33,11 +34,18 @@ def _leaves(node: object, key: str = "") -> Iterator[tuple[str, str]]:
 
 
 def pinned_values() -> list[str]:
-    """What must be written nowhere but pins.yml: every sha256, every version, every name==version."""
+    """What must be written nowhere but pins.yml.
+
+    Every sha256, every archive name, and every version: alone where it is distinctive (x.y.z),
+    as the requirement a registry is asked for where it is short (a model's "0.2").
+    """
     data = yaml.safe_load(PINS_FILE.read_text(encoding="utf-8"))
-    return sorted(
-        {value for key, value in _leaves(data) if SHA256.match(value) or key.endswith("version") or "==" in value}
-    )
+    values = {value for key, value in _leaves(data) if SHA256.match(value) or key == "archive"}
+    values |= {value for key, value in _leaves(data) if key.endswith("version") and value.count(".") >= 2}
+    for model in data["models"].values():
+        separator = "==" if model["registry"] == "pypi" else "@"
+        values.add(f"{model['package']}{separator}{model['version']}")
+    return sorted(values)
 
 
 def _as_found(value: str) -> re.Pattern[str]:
@@ -71,6 +79,15 @@ def test_the_app_takes_its_pins_from_the_file() -> None:
     assert set(pins().ffmpeg.wheel_sha256) == {"x86_64", "aarch64"}
     for value in pinned_values():
         assert value.strip(), "an empty pin"
+
+
+def test_the_model_catalog_takes_its_pins_from_the_file() -> None:
+    assert set(CATALOG) == set(pins().models)
+    for name, model in CATALOG.items():
+        assert model.pins == pins().models[name]
+        assert set(model.pins) == set(ModelPins.__annotations__)
+        assert model.graph_member in model.pins["members"]
+        assert all(SHA256.match(sha) for sha in [model.pins["archive_sha256"], *model.pins["members"].values()])
 
 
 def test_the_app_requires_the_pinned_openvino() -> None:

