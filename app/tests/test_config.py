@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
+import types
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from people_counter.cli import main
-from people_counter.config import Config, load_config, parse_config
+from people_counter.config import Config, load_config, parse_config, validate_document
+from people_counter.dashboard.config import DashboardConfig
 from people_counter.errors import ConfigError
 
 
@@ -73,6 +79,62 @@ def test_bad_values_name_the_field(tmp_path: Path, text: str, expected: str) -> 
     message = str(caught.value)
     assert expected in message
     assert "\n" not in message
+
+
+def section_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every section (a field whose type is a model, optional or not) of `model`, nested ones too,
+    read from the model itself: a section added later is covered without touching this file."""
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            candidates: tuple[object, ...] = typing.get_args(annotation)
+        else:
+            candidates = (annotation,)
+        for candidate in candidates:
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                yield (*prefix, name)
+                yield from section_paths(candidate, (*prefix, name))
+
+
+def with_unknown_key(document: dict[str, object], path: tuple[str, ...]) -> dict[str, object]:
+    """A copy of `document` with the key `colour` added to the section at `path` (the top level for ())."""
+    data = copy.deepcopy(document)
+    section = data
+    for name in path:
+        section = typing.cast(dict[str, object], section.setdefault(name, {}))
+    section["colour"] = "blue"
+    return data
+
+
+COUNTER_SECTIONS = [(), *section_paths(Config)]
+DASHBOARD_MINIMAL: dict[str, object] = {
+    "auth": {"password_hash": "scrypt$16384$8$1$c2FsdA==$a2V5"},
+    "tls": {"cert_file": "/etc/cert.pem", "key_file": "/etc/key.pem"},
+}
+"""The least a dashboard config needs (the required fields), with the optional tls section present."""
+DASHBOARD_SECTIONS = [(), *section_paths(DashboardConfig)]
+
+
+def test_every_section_is_listed() -> None:
+    """The generator itself: it finds the sections, nested and optional ones included."""
+    assert {("input",), ("model",), ("tracker",), ("counting",), ("mqtt",), ("mqtt", "tls")} <= set(COUNTER_SECTIONS)
+    assert {("store",), ("stream",)} <= set(COUNTER_SECTIONS)
+    assert {("listen",), ("auth",), ("tls",), ("mqtt",)} <= set(DASHBOARD_SECTIONS)
+
+
+@pytest.mark.parametrize("path", COUNTER_SECTIONS, ids=lambda path: ".".join(path) or "top-level")
+def test_an_unknown_key_is_refused_in_every_section_of_the_counter_config(path: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(with_unknown_key({}, path), "config.yml")
+    assert str(caught.value) == f"config.yml: {'.'.join([*path, 'colour'])}: unknown key"
+
+
+@pytest.mark.parametrize("path", DASHBOARD_SECTIONS, ids=lambda path: ".".join(path) or "top-level")
+def test_an_unknown_key_is_refused_in_every_section_of_the_dashboard_config(path: tuple[str, ...]) -> None:
+    validate_document(DashboardConfig, DASHBOARD_MINIMAL, "dashboard.yml")  # valid without the key
+    with pytest.raises(ConfigError) as caught:
+        validate_document(DashboardConfig, with_unknown_key(DASHBOARD_MINIMAL, path), "dashboard.yml")
+    assert str(caught.value) == f"dashboard.yml: {'.'.join([*path, 'colour'])}: unknown key"
 
 
 def test_check_config_exit_status_and_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
