@@ -11,6 +11,7 @@ import logging
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -93,8 +94,10 @@ class ReloadRequest:
 
 
 class CountingLoop:
-    def __init__(self, config: Config, options: RunOptions) -> None:
+    def __init__(self, config: Config, options: RunOptions, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.clock = clock
+        """The wall clock (Unix seconds) that the daily reset follows; tests pass their own."""
         self.options = options
         self.started_monotonic = time.monotonic()
         self.signals = ReloadRequest()
@@ -122,7 +125,7 @@ class CountingLoop:
         self.publisher = MqttPublisher(config.mqtt, config.device_id) if options.mqtt_enabled else None
         self.sink = FrameSink(config.stream.socket_path, config.stream.fps) if config.stream.enabled else None
         self.results = ResultsWriter(options.results_path) if options.results_path else None
-        self.daily_reset = DailyReset(config.counting.daily_reset)
+        self.daily_reset = DailyReset(config.counting.daily_reset, now=clock())
         self.progress = Progress.for_input(spec, config.input.loop, options.start_frame, options.max_frames)
 
         self.pending: dict[int, CapturedFrame] = {}
@@ -321,7 +324,7 @@ class CountingLoop:
         self.notifier.watchdog(f"{self.meter.fps:.1f} fps, {self.counter.count} in view")
         if self.publisher is not None:
             self.publisher.publish_state(self.state())
-        wall = time.time()
+        wall = self.clock()
         if self.store.reset_requested():
             self._reset("requested by `people-counter reset`")
         elif self.daily_reset.due(wall):

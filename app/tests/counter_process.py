@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from people_counter.counting_loop import CountingLoop
+
 
 def make_state_dir(base: Path, model_xml: Path) -> Path:
     """A fresh state directory (new SQLite) that shares the prepared model."""
@@ -38,6 +40,16 @@ def read_results(path: Path) -> list[dict[str, object]]:
         except json.JSONDecodeError:
             break  # the last line of a killed run may be cut short
     return lines
+
+
+def run_in_process(loop: CountingLoop) -> int:
+    """loop.run() in this process, with the signal handlers it installs put back afterwards."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        return loop.run()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 class CounterProcess:
