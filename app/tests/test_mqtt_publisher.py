@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -20,7 +21,13 @@ from people_counter.config import MqttConfig
 from people_counter.errors import ConfigError
 from people_counter.outputs.mqtt_publisher import RESERVED_SLOTS, MqttPublisher
 from people_counter.stage_data import Alert, CounterState, PersonEvent
-from testsupport.mosquitto_broker import MessageCollector, MosquittoBroker, mosquitto_available, subscribe_collect
+from testsupport.mosquitto_broker import (
+    MessageCollector,
+    MosquittoBroker,
+    ReceivedMessage,
+    mosquitto_available,
+    subscribe_collect,
+)
 
 pytestmark = [
     pytest.mark.broker,
@@ -97,6 +104,67 @@ def published(publisher: MqttPublisher) -> Callable[[], bool]:
     return lambda: publisher.connected
 
 
+def nothing_in_flight(publisher: MqttPublisher) -> Callable[[], bool]:
+    """Every message handed to paho has been acknowledged by the broker."""
+    return lambda: publisher.queued_messages == 0
+
+
+class FakeClock:
+    """The publisher's clock, moved by the test: rate limits and heartbeats without waiting."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def count_handed_to_paho(publisher: MqttPublisher, topic: str) -> list[str]:
+    """Record the payloads the publisher hands to paho on `topic` (what it decided to send)."""
+    handed: list[str] = []
+    publish = publisher._client.publish
+
+    def spy(topic_: str, payload: str, *args: object, **kwargs: object) -> object:
+        if topic_ == topic:
+            handed.append(payload)
+        return publish(topic_, payload, *args, **kwargs)  # type: ignore[arg-type]
+
+    publisher._client.publish = spy  # type: ignore[method-assign]
+    return handed
+
+
+SLOW_CALL_S = 0.1
+"""A publish call that never waits takes tens of microseconds; one waiting on a broker that is down
+or hung waits a connect timeout (3 s) or forever. 0.1 s tells the two apart on a loaded machine."""
+
+
+def slow_calls(calls: Callable[[], object], n: int) -> int:
+    """How many of n calls took longer than SLOW_CALL_S of real time."""
+    slow = 0
+    for _ in range(n):
+        started = time.monotonic()
+        calls()
+        slow += time.monotonic() - started > SLOW_CALL_S
+    return slow
+
+
+def few_slow(slow: int, n: int) -> bool:
+    """At most a tenth of the calls were slow. Why this cannot flake: a call is slow only when the
+    process is descheduled for 0.1 s in the middle of it, which a loaded 2-core machine does now and
+    then but not to one call in ten; a publisher that waits on the broker makes every call slow."""
+    return slow <= n // 10
+
+
+def retained_only(collector: MessageCollector, marker: Callable[[], None], topic: str) -> list[ReceivedMessage]:
+    """The messages a new subscriber got before a marker published now on `topic`. The broker sends
+    a subscriber its retained messages before anything published after the subscription, and in
+    order, so once the marker is in, nothing retained is still to come: no waiting for silence."""
+    marker()
+    seen = collector.wait_for(lambda m: m.topic == topic and not m.retain)
+    assert seen is not None, "the marker did not arrive"
+    return collector.messages[: collector.messages.index(seen)]
+
+
 def test_state_event_alert_available_payloads_and_retain(
     broker: MosquittoBroker, password_file: Path, device_id: str
 ) -> None:
@@ -129,19 +197,24 @@ def test_state_event_alert_available_payloads_and_retain(
 
     # A subscriber that arrives later sees the retained state and availability, and nothing else.
     with collect(broker, [f"{base}/#"]) as late:
-        assert late.wait_count(f"{base}/state", 1) and late.wait_count(f"{base}/available", 1)
-        time.sleep(0.2)
-        assert {m.topic for m in late.messages} == {f"{base}/state", f"{base}/available"}
-        assert all(m.retain for m in late.messages)
+        before = retained_only(late, lambda: publisher.publish_alert(Alert("occupancy", 1, 1, 0.0)), f"{base}/alert")
+        assert {m.topic for m in before} == {f"{base}/state", f"{base}/available"}
+        assert all(m.retain for m in before) and len(before) == 2
         assert json.loads(late.on_topic(f"{base}/state")[0].payload)["total"] == 5
 
     started = time.monotonic()
     publisher.stop(make_state(count=0, total=6))
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < STOP_BOUND_S
     with collect(broker, [f"{base}/#"]) as after:
         assert after.wait_count(f"{base}/state", 1) and after.wait_count(f"{base}/available", 1)
         assert after.on_topic(f"{base}/available")[0].text == "offline"
         assert json.loads(after.on_topic(f"{base}/state")[0].payload)["total"] == 6
+
+
+STOP_BOUND_S = 5.0
+"""stop() gives itself STOP_TIMEOUT_S (2 s). The bound is the service's whole stop budget (systemd's
+SIGTERM to exit, 5 s): 3 s of slack for a loaded machine, while a stop that ignores its budget
+waits on the keepalive (30 s) or forever, so a real regression still fails."""
 
 
 CHILD = textwrap.dedent(
@@ -199,20 +272,24 @@ def test_broker_killed_and_restarted_state_returns(password_file: Path, device_i
         publisher.start()
         assert wait_until(published(publisher))
         publisher.publish_state(make_state(count=1, total=1))
+        # Nothing in flight when the broker dies: an `online` still unacknowledged would be resent by
+        # paho on the reconnect, and the test would pass even if `online` went out on the first
+        # connection only.
+        assert wait_until(nothing_in_flight(publisher))
         own.kill()
         assert wait_until(lambda: not publisher.connected)
         # The counting loop goes on while the broker is away: nothing raises, nothing blocks.
-        started = time.monotonic()
-        for frame in range(50):
-            publisher.publish_state(make_state(count=2, total=10 + frame))
+        totals = iter(range(10, 60))
+        slow = slow_calls(lambda: publisher.publish_state(make_state(count=2, total=next(totals))), 50)
+        assert few_slow(slow, 50), slow
         publisher.publish_event(PersonEvent("enter", 99, 2000.0))
-        assert time.monotonic() - started < 0.5
         own.start()
         with collect(own, [f"{base}/#"]) as live:
             assert wait_until(published(publisher), 5)
-            for _ in range(20):  # a few more frames after the reconnect
+            # A few more frames after the reconnect, each offered once the previous one is acknowledged.
+            for _ in range(5):
                 publisher.publish_state(make_state(count=2, total=59))
-                time.sleep(0.02)
+                assert wait_until(nothing_in_flight(publisher))
             assert live.wait_for(lambda m: m.topic.endswith("/event") and b'"track_id":99' in m.payload)
             assert live.wait_for(lambda m: m.topic.endswith("/available") and m.text == "online")
         with collect(own, [f"{base}/state"]) as late:
@@ -231,14 +308,17 @@ def test_states_stuck_in_a_hung_link_never_overwrite_the_latest(password_file: P
         publisher.start()
         assert wait_until(published(publisher))
         publisher.publish_state(make_state(total=1))
-        assert wait_until(lambda: publisher.queued_messages == 0)
+        assert wait_until(nothing_in_flight(publisher))
         own.pause()  # sockets stay open, no PUBACK comes back
-        started = time.monotonic()
-        for total in range(2, 101):
+        totals = iter(range(2, 101))
+
+        def one_frame() -> None:
+            total = next(totals)
             publisher.publish_state(make_state(total=total))
             publisher.publish_event(PersonEvent("enter", total, float(total)))
-            time.sleep(0.002)
-        assert time.monotonic() - started < 2.0  # nothing waited on the hung broker
+
+        slow = slow_calls(one_frame, 99)
+        assert few_slow(slow, 99), slow  # nothing waited on the hung broker
         assert publisher.connected  # paho has not noticed yet (keepalive is 30 s)
         own.kill()
         assert wait_until(lambda: not publisher.connected)
@@ -246,10 +326,13 @@ def test_states_stuck_in_a_hung_link_never_overwrite_the_latest(password_file: P
             publisher.publish_state(make_state(total=total))
         own.start()
         assert wait_until(published(publisher), 5)
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:  # the counting loop goes on
+
+        def offered_and_acknowledged() -> bool:  # the counting loop goes on offering its latest state
             publisher.publish_state(make_state(total=200))
-            time.sleep(0.02)
+            return publisher.queued_messages == 0 and json.loads(sent_states[-1])["total"] == 200
+
+        sent_states = count_handed_to_paho(publisher, f"{base}/state")
+        assert wait_until(offered_and_acknowledged, 10)
         with collect(own, [f"{base}/state"]) as late:
             state = late.wait_for(lambda m: True)
             assert state is not None and state.retain
@@ -266,7 +349,7 @@ def test_broker_down_at_start(password_file: Path, device_id: str) -> None:
         publisher.publish_state(make_state(count=4, total=4))
         publisher.publish_event(PersonEvent("enter", 1, 10.0))
         assert not publisher.connected
-        time.sleep(0.3)
+        assert wait_until(lambda: publisher.last_error is not None)
         assert publisher.last_error is not None and "cannot connect to MQTT broker" in publisher.last_error
         own.start()
         assert wait_until(published(publisher), 5)
@@ -288,16 +371,22 @@ def test_wrong_password_is_one_clear_error_per_attempt_with_backoff(
     caplog.set_level(logging.INFO, logger="people_counter.mqtt")
     publisher = MqttPublisher(config_for(broker, wrong, reconnect_max_s=8.0), device_id)
     publisher.start()
-    window_s = 4.5
-    deadline = time.monotonic() + window_s
-    while time.monotonic() < deadline:
+
+    def three_attempts() -> bool:
         publisher.publish_state(make_state())  # the counting loop keeps calling: nothing raises
         publisher.publish_event(PersonEvent("enter", 1, 1.0))
-        time.sleep(0.01)
+        return publisher.connect_attempts >= 3
+
+    assert wait_until(three_attempts, 15)
+    attempts = publisher.connect_attempts
     refusals = [r for r in caplog.records if "refused the login for user 'counter'" in r.getMessage()]
-    # Backoff 1, 2, 4 s: attempts at about 0, 1, 3 s within the window.
-    assert 2 <= len(refusals) <= 4, [r.getMessage() for r in refusals]
-    assert publisher.connect_attempts == len(refusals)
+    # One line per attempt (the count is read first: an attempt is counted before it is logged).
+    assert len(refusals) >= attempts >= 3
+    # Backoff 1, 2, 4 s: the attempts are at least about 1 s, then 2 s apart. Lower bounds only: a
+    # loaded machine makes paho's timers late, never early, so these cannot flake, and a retry loop
+    # without backoff (milliseconds apart) fails them.
+    gaps = [b.created - a.created for a, b in itertools.pairwise(refusals[:3])]
+    assert gaps[0] >= 0.9 and gaps[1] >= 1.8, gaps
     assert refusals[0].levelno == logging.ERROR
     assert refusals[0].getMessage() == (
         f"MQTT broker 127.0.0.1:{broker.port} refused the login for user 'counter': not authorized"
@@ -306,7 +395,7 @@ def test_wrong_password_is_one_clear_error_per_attempt_with_backoff(
     assert publisher.last_error == refusals[0].getMessage()
     started = time.monotonic()
     publisher.stop(None)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < STOP_BOUND_S
 
 
 def test_missing_password_file_is_a_clear_error_at_start(broker: MosquittoBroker, tmp_path: Path) -> None:
@@ -316,41 +405,73 @@ def test_missing_password_file_is_a_clear_error_at_start(broker: MosquittoBroker
 
 
 def test_rate_limit_and_heartbeat(broker: MosquittoBroker, password_file: Path, device_id: str) -> None:
+    """On the publisher's clock, moved by the test: a changing state goes out at most once every
+    min_interval_s, the latest one once the interval has passed, an unchanged one every heartbeat_s.
+    Each offer waits until nothing is in flight, so the only gate left is the clock."""
     base = f"people_counter/{device_id}"
-    cfg = config_for(broker, password_file, min_interval_s=0.3, heartbeat_s=0.5)
-    publisher = MqttPublisher(cfg, device_id)
+    step = 1 / 64  # exact in binary: no rounding at the interval's edges
+    cfg = config_for(broker, password_file, min_interval_s=16 * step, heartbeat_s=32 * step)
+    clock = FakeClock()
+    publisher = MqttPublisher(cfg, device_id, clock=clock)
     publisher.start()
     assert wait_until(published(publisher))
-    publisher.publish_state(make_state(count=1, total=0))
+    sent = count_handed_to_paho(publisher, f"{base}/state")
+
+    def offer(total: int) -> None:
+        publisher.publish_state(make_state(count=1, total=total))
+        assert wait_until(nothing_in_flight(publisher))
+
+    def totals_sent() -> list[int]:
+        return [json.loads(message)["total"] for message in sent]
+
     with collect(broker, [f"{base}/state"]) as live:
-        assert live.wait_count(f"{base}/state", 1)  # the retained one
-        live.messages.clear()
-        # A new figure on every frame (100 frames a second) for one second.
-        started = time.monotonic()
-        total = 0
-        while time.monotonic() - started < 1.0:
-            total += 1
-            publisher.publish_state(make_state(count=1, total=total))
-            time.sleep(0.01)
-        changing = list(live.on_topic(f"{base}/state"))
-        # At most one message every 0.3 s: 4 in a second (the first goes out at once).
-        assert 3 <= len(changing) <= 5, len(changing)
-        # The latest figure is pending and goes out once the interval has passed.
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            publisher.publish_state(make_state(count=1, total=total))
-            time.sleep(0.01)
-        assert json.loads(live.on_topic(f"{base}/state")[-1].payload)["total"] == total
-        # Unchanged figures: only the heartbeat, every 0.5 s.
-        live.messages.clear()
-        deadline = time.monotonic() + 1.6
-        while time.monotonic() < deadline:
-            publisher.publish_state(make_state(count=1, total=total))
-            time.sleep(0.01)
-        heartbeats = live.on_topic(f"{base}/state")
-        assert 2 <= len(heartbeats) <= 4, len(heartbeats)
-        assert {json.loads(m.payload)["total"] for m in heartbeats} == {total}
+        # A new figure on every frame, 64 frames a second, for 70 frames (steps 0 to 69).
+        for i in range(70):
+            offer(total=i)
+            clock.now += step
+        # One every 16 steps: 0, 16, 32, 48 and 64.
+        assert totals_sent() == [0, 16, 32, 48, 64]
+        # The latest figure (69) is pending; it goes out once the interval has passed (step 80).
+        clock.now = 1000.0 + 79 * step
+        offer(total=69)
+        assert totals_sent()[-1] == 64
+        clock.now += step
+        offer(total=69)
+        assert totals_sent() == [0, 16, 32, 48, 64, 69]
+        # Unchanged figures: only the heartbeat, every 32 steps (at 112, 144 and 176 of 80 to 180).
+        for _ in range(100):
+            clock.now += step
+            offer(total=69)
+        assert totals_sent() == [0, 16, 32, 48, 64, 69, 69, 69, 69]
+        assert live.wait_for(lambda m: len(live.on_topic(f"{base}/state")) >= len(sent)) is not None
+        assert [json.loads(m.payload)["total"] for m in live.on_topic(f"{base}/state")][-4:] == [69] * 4
     publisher.stop(None)
+
+
+def test_retained_state_is_republished_on_every_reconnect(password_file: Path, device_id: str) -> None:
+    """A broker restarted without persistence has forgotten the retained state and `online`. The
+    publisher sends both again on its own as it reconnects: no new frame, no heartbeat (its clock
+    stands still), and nothing of the first connection left in flight to be resent by paho."""
+    base = f"people_counter/{device_id}"
+    clock = FakeClock()
+    with MosquittoBroker() as own:
+        publisher = MqttPublisher(config_for(own, password_file, heartbeat_s=5.0), device_id, clock=clock)
+        publisher.start()
+        assert wait_until(published(publisher))
+        publisher.publish_state(make_state(count=3, total=5))
+        assert wait_until(nothing_in_flight(publisher))
+        for restart in (1, 2):
+            own.kill()
+            assert wait_until(lambda: not publisher.connected)
+            own.start()
+            assert wait_until(lambda restart=restart: publisher.connections == 1 + restart, 10)
+            with collect(own, [f"{base}/state", f"{base}/available"]) as late:
+                state = late.wait_for(lambda m: m.topic.endswith("/state"))
+                online = late.wait_for(lambda m: m.topic.endswith("/available"))
+                assert state is not None and state.retain, f"no retained state after restart {restart}"
+                assert (json.loads(state.payload)["count"], json.loads(state.payload)["total"]) == (3, 5)
+                assert online is not None and online.retain and online.text == "online"
+        publisher.stop(None)
 
 
 def test_compat_topics(broker: MosquittoBroker, password_file: Path, device_id: str) -> None:
@@ -363,12 +484,12 @@ def test_compat_topics(broker: MosquittoBroker, password_file: Path, device_id: 
         frames += [make_state(count=2, total=3, fps=9.0 + i / 10) for i in range(10)]
         for state in frames:
             publisher.publish_state(state)
-            time.sleep(0.02)
+            assert wait_until(nothing_in_flight(publisher))  # every frame's state goes out (interval 0)
         publisher.publish_event(PersonEvent("enter", 3, 5.0))  # no compat message for enter
         publisher.publish_event(PersonEvent("exit", 3, 9.5, duration_s=4.5))
         assert ui.wait_count("person/duration", 1)
         assert ui.wait_count("person", 2)
-        time.sleep(0.2)
+        # The broker keeps one publisher's messages in order: with the duration in, every count is.
         assert [json.loads(m.payload) for m in ui.on_topic("person")] == [
             {"count": 1, "total": 1},
             {"count": 2, "total": 3},
@@ -386,10 +507,9 @@ def test_queue_is_bounded_while_the_broker_is_away(password_file: Path, device_i
         publisher = MqttPublisher(config_for(own, password_file, max_queued=max_queued), device_id)
         publisher.start()
         sent = 10 * max_queued
-        started = time.monotonic()
-        for track_id in range(sent):
-            publisher.publish_event(PersonEvent("enter", track_id, float(track_id)))
-        assert time.monotonic() - started < 1.0
+        track_ids = iter(range(sent))
+        slow = slow_calls(lambda: publisher.publish_event(PersonEvent("enter", (i := next(track_ids)), float(i))), sent)
+        assert few_slow(slow, sent), slow
         kept = max_queued - RESERVED_SLOTS
         assert publisher.dropped_messages == sent - kept
         # Memory stays flat however long the outage lasts.
@@ -425,7 +545,7 @@ def test_stop_is_bounded_when_the_broker_is_gone(password_file: Path, device_id:
         own.kill()
         started = time.monotonic()
         publisher.stop(make_state())
-        assert time.monotonic() - started < 2.5
+        assert time.monotonic() - started < STOP_BOUND_S
 
 
 def test_tls_with_the_brokers_ca(password_file: Path, device_id: str) -> None:
