@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +19,8 @@ import pytest
 
 from people_counter.errors import InputError
 from people_counter.vision.source import FrameReader, parse_input
+
+APP_DIR = Path(__file__).resolve().parents[1]
 
 
 def reader_for(source: str, **kwargs: object) -> FrameReader:
@@ -38,19 +44,41 @@ def test_a_directory_is_not_an_input(tmp_path: Path) -> None:
         parse_input(str(tmp_path))
 
 
-def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "locked.avi"
-    path.write_bytes(b"x")
-    path.chmod(0)
-    try:
-        import os
+UNREADABLE_CHILD = """
+import os, sys
+from people_counter.errors import InputError
+from people_counter.vision.source import parse_input
+assert not os.access(sys.argv[1], os.R_OK), "the file is readable: privileges were not dropped"
+try:
+    parse_input(sys.argv[1])
+except InputError as error:
+    print(error)
+"""
 
-        if os.access(path, os.R_OK):
-            pytest.skip("running as a user that can read mode-0 files (root without DAC checks)")
-        with pytest.raises(InputError, match="not readable"):
-            parse_input(str(path))
-    finally:
-        path.chmod(0o600)
+
+def test_unreadable_file_is_a_clear_error() -> None:
+    """As a user who may not read the file. Run as root (CI is), the check runs in a child that
+    setpriv has made `nobody`, since root reads a mode-0 file."""
+    # pytest's tmp_path sits under a private directory; `nobody` needs a path it can reach.
+    with tempfile.TemporaryDirectory(prefix="source-ro-", dir="/var/tmp") as top:
+        Path(top).chmod(0o755)
+        path = Path(top) / "locked.avi"
+        path.write_bytes(b"x")
+        path.chmod(0)
+        if os.geteuid() != 0:
+            with pytest.raises(InputError, match="not readable"):
+                parse_input(str(path))
+            return
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c"]
+        done = subprocess.run(
+            [*command, UNREADABLE_CHILD, str(path)],
+            cwd=APP_DIR,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "not readable" in done.stdout, done.stdout
 
 
 def test_a_text_file_is_not_a_video(tmp_path: Path) -> None:
@@ -105,9 +133,12 @@ def test_a_file_in_real_time_skips_what_it_fell_behind_on(tmp_path: Path) -> Non
     assert reader.dropped > 0
     indexes = [frame.index for frame, _ in seen]
     assert indexes == sorted(indexes) and indexes[-1] == 99
-    # Once the backlog in the queue is out, each frame is at most about a second late.
+    # Once the backlog in the queue is out, frames are at most about a second late. Counted, not the
+    # single latest: a frame is late by the reader's lag plus any pause of this test's thread, and a
+    # loaded machine pauses a thread now and then, but not for one frame in five; a reader that keeps
+    # its backlog has every frame after the stall 2.5 s late or more.
     late = [got - frame.ts for frame, got in seen[8:]]
-    assert max(late) < 1.5, late
+    assert sum(lag > 1.5 for lag in late) <= len(late) // 5, late
 
 
 def test_a_slow_consumer_of_a_file_in_real_time_gets_the_newest_frames(tmp_path: Path) -> None:
