@@ -47,6 +47,17 @@ W, H = 768, 576
 GIL_SLACK_S = 0.05
 
 
+def slow_offers(durations: list[float]) -> int:
+    return sum(d > GIL_SLACK_S for d in durations)
+
+
+def few_slow(durations: list[float]) -> bool:
+    """At most a tenth of the offers took longer than GIL_SLACK_S. Counted, not the slowest one:
+    a loaded 2-core machine deschedules this thread now and then for longer than that, but not in
+    one offer of ten; an offer that waits for the encoder is slow every time (or never returns)."""
+    return slow_offers(durations) <= len(durations) // 10
+
+
 def frame(seq: int) -> np.ndarray:
     return np.full((H, W, 3), seq % 251, dtype=np.uint8)
 
@@ -69,13 +80,14 @@ def wait_connected(sink: FrameSink, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def offer_loop(sink: FrameSink, seconds: float, fps: float) -> tuple[list[float], int, int]:
-    """Offer numbered frames at `fps`; return each offer's duration and the accepted/refused counts."""
+def offer_loop(sink: FrameSink, frames: int, fps: float) -> tuple[list[float], int, int]:
+    """Offer `frames` numbered frames at about `fps`; return each offer's duration and the
+    accepted/refused counts. A number of frames, not a time span: a loaded machine slows the loop
+    down but never changes how many frames were offered."""
     durations: list[float] = []
     accepted = refused = 0
     seq = sink._seq  # the sink numbers frames itself; match the pixel value to it
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    for _ in range(frames):
         seq += 1
         f = frame(seq)
         t0 = time.perf_counter()
@@ -96,11 +108,11 @@ def test_no_encoder_offer_is_instant_and_counts_drops(sock_path: Path) -> None:
     with FrameSink(sock_path, 10.0) as sink:
         assert sock_path.is_socket()
         assert oct(sock_path.stat().st_mode & 0o777) == oct(0o660)
-        durations, accepted, refused = offer_loop(sink, 0.3, 200)
+        durations, accepted, refused = offer_loop(sink, 60, 200)
         assert accepted == 0
-        assert sink.dropped == refused > 20
+        assert sink.dropped == refused == 60
         assert statistics.median(durations) < 0.001
-        assert max(durations) < GIL_SLACK_S
+        assert few_slow(durations), slow_offers(durations)
     assert not sock_path.exists()
 
 
@@ -109,7 +121,7 @@ def test_frames_arrive_whole_with_a_self_describing_header(sock_path: Path) -> N
         reader = start_reader(sock_path)
         try:
             wait_connected(sink)
-            offer_loop(sink, 0.5, 20)
+            offer_loop(sink, 10, 20)
         finally:
             time.sleep(0.2)
             sink.close()
@@ -130,23 +142,23 @@ def test_stopped_encoder_never_blocks_and_resumes(sock_path: Path) -> None:
         reader = start_reader(sock_path)
         try:
             wait_connected(sink)
-            offer_loop(sink, 0.3, 30)
+            offer_loop(sink, 9, 30)
             sent_before = sink.sent
             assert sent_before > 3
             os.kill(reader.pid, signal.SIGSTOP)
             try:
                 # 1.3 MB frames fill the socket buffer at once: from here on all are dropped.
-                durations, _accepted, refused = offer_loop(sink, 1.5, 50)
+                durations, _accepted, refused = offer_loop(sink, 75, 50)
             finally:
                 os.kill(reader.pid, signal.SIGCONT)
             # Sending one frame to a stopped encoder would take forever: anything near a
             # millisecond proves offer() did not wait for it.
             assert statistics.median(durations) < 0.001
-            assert max(durations) < GIL_SLACK_S, f"offer() took {max(durations) * 1000:.1f} ms"
+            assert few_slow(durations), f"{slow_offers(durations)} offers took over {GIL_SLACK_S * 1000:.0f} ms"
             assert refused > 40
             assert sink.sent <= sent_before + 2
             # Resumed: frames flow again, by themselves.
-            offer_loop(sink, 0.8, 30)
+            offer_loop(sink, 24, 30)
             assert sink.sent > sent_before + 10
         finally:
             sink.close()
@@ -160,7 +172,7 @@ def test_encoder_restart_gets_a_fresh_header(sock_path: Path) -> None:
     with FrameSink(sock_path, 10.0) as sink:
         first = start_reader(sock_path)
         wait_connected(sink)
-        offer_loop(sink, 0.3, 20)
+        offer_loop(sink, 6, 20)
         first.kill()
         first.wait()
         second = start_reader(sock_path)
@@ -168,7 +180,7 @@ def test_encoder_restart_gets_a_fresh_header(sock_path: Path) -> None:
             deadline = time.monotonic() + 5
             sent = sink.sent
             while sink.sent < sent + 3:
-                offer_loop(sink, 0.1, 20)
+                offer_loop(sink, 2, 20)
                 assert time.monotonic() < deadline, "frames did not resume for a new encoder"
         finally:
             sink.close()
@@ -204,10 +216,12 @@ def test_close_is_prompt_with_a_stopped_encoder(sock_path: Path) -> None:
     try:
         wait_connected(sink)
         os.kill(reader.pid, signal.SIGSTOP)
-        offer_loop(sink, 0.3, 20)
+        offer_loop(sink, 6, 20)
         t0 = time.monotonic()
         sink.close()
-        assert time.monotonic() - t0 < 1.0
+        # A writer stuck on the stopped encoder makes close() wait out its whole join (5 s); a prompt
+        # close takes milliseconds, so 3 s is far from both on a loaded machine.
+        assert time.monotonic() - t0 < 3.0
     finally:
         os.kill(reader.pid, signal.SIGCONT)
         reader.kill()
@@ -219,13 +233,13 @@ def test_a_new_encoder_connection_replaces_a_live_one_and_gets_a_header(sock_pat
         old = start_reader(sock_path)
         try:
             wait_connected(sink)
-            offer_loop(sink, 0.3, 20)
+            offer_loop(sink, 6, 20)
             new = start_reader(sock_path)  # e.g. the stream service restarted before the old one died
             try:
                 deadline = time.monotonic() + 5
                 sent = sink.sent
                 while sink.sent < sent + 5:
-                    offer_loop(sink, 0.1, 20)
+                    offer_loop(sink, 2, 20)
                     assert time.monotonic() < deadline
             finally:
                 sink.close()
