@@ -12,10 +12,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from people_counter.cli import main
-from people_counter.config import Config, load_config, parse_config, validate_document
+from people_counter.config import (
+    Config,
+    CountingConfig,
+    describe_validation_error,
+    load_config,
+    parse_config,
+    validate_document,
+)
 from people_counter.dashboard.config import DashboardConfig
 from people_counter.errors import ConfigError
 
@@ -135,6 +142,55 @@ def test_an_unknown_key_is_refused_in_every_section_of_the_dashboard_config(path
     with pytest.raises(ConfigError) as caught:
         validate_document(DashboardConfig, with_unknown_key(DASHBOARD_MINIMAL, path), "dashboard.yml")
     assert str(caught.value) == f"dashboard.yml: {'.'.join([*path, 'colour'])}: unknown key"
+
+
+def write_bytes(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "config.yml"
+    path.write_bytes(data)
+    return path
+
+
+def test_a_yaml_error_names_the_line_and_the_problem(tmp_path: Path) -> None:
+    path = write_bytes(tmp_path, b"device_id: shop\nmqtt:\n\tport: 1883\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: invalid YAML at line 3: found character '\\t' that cannot start any token"
+
+
+def test_a_yaml_error_without_a_place_is_still_one_line(tmp_path: Path) -> None:
+    """A control character is refused by YAML's reader, whose error has no line and no problem."""
+    path = write_bytes(tmp_path, b"device_id: shop\x07\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: invalid YAML: invalid YAML"
+
+
+def test_unreadable_config_files_are_one_line_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(missing)
+    assert str(caught.value) == f"{missing}: no such config file"
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: cannot read: [Errno 21] Is a directory: '{tmp_path}'"
+    latin1 = write_bytes(tmp_path, "device_id: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(latin1)
+    assert str(caught.value).startswith(f"{latin1}: cannot read: 'utf-8' codec can't decode byte 0xe9")
+
+
+def test_a_document_without_a_file_is_named_config() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"mqtt": {"port": 0}})
+    assert str(caught.value) == "config: mqtt.port: Input should be greater than or equal to 1"
+    assert parse_config(None) == parse_config({})  # an empty file is the defaults
+
+
+def test_an_error_of_a_whole_section_is_named_top_level() -> None:
+    """A section's own check (not a field's) has an empty location when the section is validated alone."""
+    with pytest.raises(ValidationError) as caught:
+        CountingConfig.model_validate({"line": [[0, 0], [0, 0]]})
+    assert describe_validation_error(caught.value) == "(top level): Value error, line: the two points must differ"
 
 
 def test_check_config_exit_status_and_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
