@@ -56,11 +56,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return run(config, options)
 
 
+def _frame_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 768x576")
+    return int(width), int(height)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from people_counter.evaluation import report
     from people_counter.evaluation.mot_ground_truth import load_ground_truth
     from people_counter.evaluation.offline_run import count_video
-    from people_counter.evaluation.results_reader import load_results
+    from people_counter.evaluation.results_reader import load_results, on_ground_truth_frames
     from people_counter.evaluation.scoring import score
 
     if not 0.0 < args.iou <= 1.0:
@@ -74,6 +81,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="people-counter-eval-") as workdir:
             results = load_results(count_video(config, args.input, Path(workdir), args.max_frames))
         video = args.input
+    results = on_ground_truth_frames(results, args.gt_fps, args.gt_size)
     scores = score(truth, results, args.iou, args.detected_only)
     print(report.as_json(scores, video, str(args.gt)) if args.json else report.as_table(scores, video, str(args.gt)))
     return 0
@@ -138,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--iou", type=float, default=0.5, help="overlap a box needs to match a person (default 0.5)")
     eval_p.add_argument("--detected-only", action="store_true", help="leave out bridged boxes (the predictions)")
     eval_p.add_argument("--max-frames", type=int, help="only the first frames of the video or results file")
+    eval_p.add_argument(
+        "--gt-size", type=_frame_size, help="WIDTHxHEIGHT the ground truth was drawn at, if the video was rescaled"
+    )
+    eval_p.add_argument("--gt-fps", type=float, help="frame rate of the ground truth, if the video's differs")
     eval_p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     eval_p.set_defaults(func=_cmd_eval)
 

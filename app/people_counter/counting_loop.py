@@ -114,6 +114,7 @@ class CountingLoop:
             reconnect_initial_s=config.input.reconnect_initial_s,
             reconnect_max_s=config.input.reconnect_max_s,
             start_frame=options.start_frame,
+            max_width=config.input.max_width,
         )
         # The store comes last, so that a bad input or model leaves no database behind.
         self.store = CountStore(options.store_dir or config.state_dir, config.store.retention_days)
@@ -124,7 +125,7 @@ class CountingLoop:
         self.schedule = DetectionSchedule(config.model.detect_fps)
         self.publisher = MqttPublisher(config.mqtt, config.device_id) if options.mqtt_enabled else None
         self.sink = FrameSink(config.stream.socket_path, config.stream.fps) if config.stream.enabled else None
-        self.results = ResultsWriter(options.results_path) if options.results_path else None
+        self.results = ResultsWriter(options.results_path, self.reader.frame_size) if options.results_path else None
         self.daily_reset = DailyReset(config.counting.daily_reset, now=clock())
         self.progress = Progress.for_input(spec, config.input.loop, options.start_frame, options.max_frames)
 
@@ -250,7 +251,7 @@ class CountingLoop:
         latency_ms = (time.monotonic() - captured.read_at) * 1000.0
         self.latencies_ms.append(latency_ms)
         if self.results is not None:
-            self.results.write(captured.index, state, tracks, latency_ms)
+            self.results.write(captured.index, state, tracks, latency_ms, self._media_ts(captured))
         if self._stream_frame_due(captured.ts):
             self.sink.offer(
                 annotate_frame(

@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from counter_process import make_state_dir, read_results, write_config
 
+from people_counter.errors import EvaluationError
 from people_counter.evaluation.mot_ground_truth import load_ground_truth
 from people_counter.evaluation.report import as_json, as_table
-from people_counter.evaluation.results_reader import load_results
+from people_counter.evaluation.results_reader import load_results, on_ground_truth_frames
 from people_counter.evaluation.scoring import Scores, score
 from people_counter.paths import database_path
 
@@ -241,3 +243,44 @@ def test_an_offline_run_leaves_the_device_totals_alone(
     lines = read_results(results)
     # The same frames again from zero: had it used the device's store, it would start above zero.
     assert len(lines) == 60 and lines[0]["total"] == 0 and lines[-1]["total"] >= 1
+
+
+def test_results_of_a_rescaled_faster_copy_are_scored_on_the_ground_truths_frames(tmp_path: Path) -> None:
+    """A 25 fps copy at 2.5 x 1.875 the size: each ground-truth frame (10 fps) takes the results
+    frame nearest in time, and its boxes come back to the ground truth's size."""
+    lines = []
+    for index in range(10):  # 0.4 s at 25 fps: ground-truth frames 0..4 at 0.0, 0.1, ... 0.4 s
+        box = [2.5 * (100 + index), 1.875 * 50, 2.5 * (140 + index), 1.875 * 150]
+        lines.append(
+            {
+                "frame": index,
+                "ts": 1000.0 + index / 25,
+                "media_ts": index / 25,
+                "frame_size": [1920, 1080],
+                "count": 1,
+                "total": 1,
+                "in": 0,
+                "out": 0,
+                "tracks": [{"id": 1, "box": box, "missed": False}],
+            }
+        )
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    resampled = on_ground_truth_frames(load_results(path), gt_fps=10.0, gt_size=(768, 576))
+    # media_ts 0.00 .. 0.36 s lands on ground-truth frames 0 .. 4 (0.36 s is nearest to 0.4 s).
+    assert [r.frame for r in resampled] == [0, 1, 2, 3, 4]
+    by_frame = {r.frame: r for r in resampled}
+    assert by_frame[0].media_ts == 0.0 and by_frame[2].media_ts == 0.2 and by_frame[4].media_ts == 0.36
+    np.testing.assert_allclose(by_frame[2].boxes, [[105.0, 50.0, 145.0, 150.0]])  # index 5, scaled back
+    assert by_frame[2].frame_size == (768, 576)
+
+
+def test_resampling_needs_the_fields_a_current_results_file_has(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"frame": 0, "count": 0, "total": 0, "in": 0, "out": 0, "tracks": []}) + "\n")
+    results = load_results(path)
+    assert on_ground_truth_frames(results, None, None) == results
+    with pytest.raises(EvaluationError, match="--gt-fps needs"):
+        on_ground_truth_frames(results, 10.0, None)
+    with pytest.raises(EvaluationError, match="--gt-size needs"):
+        on_ground_truth_frames(results, None, (768, 576))

@@ -26,9 +26,9 @@ def test_the_score_threshold_defaults_to_the_models_own() -> None:
     assert ModelConfig().name == DEFAULT_MODEL_NAME
     assert ModelConfig().min_score == CATALOG[DEFAULT_MODEL_NAME].score_threshold
     assert ModelConfig(name="ssdlite").min_score == 0.3
-    assert ModelConfig(name="nanodet").min_score == 0.4
+    assert ModelConfig(name="nanodet").min_score == 0.5
     assert ModelConfig(name="nanodet", score_threshold=0.25).min_score == 0.25
-    assert parse_config({"model": {"name": "nanodet"}}).model.min_score == 0.4
+    assert parse_config({"model": {"name": "nanodet"}}).model.min_score == 0.5
 
 
 def test_an_unknown_name_is_a_one_line_config_error() -> None:

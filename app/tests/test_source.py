@@ -97,6 +97,22 @@ def write_clip(path: Path, fps: float, frames: int) -> Path:
     return path
 
 
+def test_frames_wider_than_max_width_are_scaled_once_at_decoding(tmp_path: Path) -> None:
+    path = write_clip(tmp_path / "tiny.avi", 10.0, 3)  # 64x48
+    reader = reader_for(str(path), max_width=32)
+    assert reader.frame_size == (32, 24)
+    reader.start()
+    deadline = time.monotonic() + 10
+    shapes = []
+    while not reader.finished and time.monotonic() < deadline:
+        frame = reader.get(timeout=0.1)
+        if frame is not None:
+            shapes.append(frame.image.shape)
+    reader.stop()
+    assert shapes == [(24, 32, 3)] * 3
+    assert reader_for(str(path), max_width=640).frame_size == (64, 48)  # never scaled up
+
+
 def test_a_file_is_read_whole_and_in_order(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "tiny.avi", 10.0, 25)
     reader = reader_for(str(path))

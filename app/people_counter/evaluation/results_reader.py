@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -31,6 +32,10 @@ class FrameResult:
     """(N, 4) x1, y1, x2, y2 in pixels: every visible track."""
     missed: BoolArray
     """True for a track bridged over a detection gap (its box is the tracker's prediction)."""
+    media_ts: float | None = None
+    """The frame's position in the video, seconds (files only; older results files lack it)."""
+    frame_size: tuple[int, int] | None = None
+    """The size the boxes are measured in (older results files lack it)."""
 
 
 def load_results(path: Path, max_frames: int | None = None) -> list[FrameResult]:
@@ -67,6 +72,10 @@ def _parse_line(line: str, where: str) -> FrameResult:
             ids=np.array([int(t["id"]) for t in tracks], dtype=np.int64),
             boxes=np.array([[float(v) for v in t["box"]] for t in tracks], dtype=np.float64).reshape(-1, 4),
             missed=np.array([bool(t["missed"]) for t in tracks], dtype=np.bool_),
+            media_ts=None if data.get("media_ts") is None else float(data["media_ts"]),
+            frame_size=None
+            if data.get("frame_size") is None
+            else (int(data["frame_size"][0]), int(data["frame_size"][1])),
         )
     except json.JSONDecodeError:
         raise EvaluationError(f"{where}: not a JSON line") from None
@@ -77,3 +86,33 @@ def _parse_line(line: str, where: str) -> FrameResult:
     if len(np.unique(result.ids)) != len(result.ids):
         raise EvaluationError(f"{where}: a track id appears twice")
     return result
+
+
+def on_ground_truth_frames(
+    results: list[FrameResult], gt_fps: float | None, gt_size: tuple[int, int] | None
+) -> list[FrameResult]:
+    """The results as seen on the ground truth's own copy of the video: each ground-truth frame
+    (at `gt_fps`) takes the results frame nearest in time, and the boxes are scaled from the size
+    they were counted at to `gt_size`. A copy of the video at another size or frame rate (a 1080p,
+    25 fps camera recording of the same scene) can then be scored against the same ground truth."""
+    if gt_size is not None:
+        results = [_scaled(r, gt_size) for r in results]
+    if gt_fps is None:
+        return results
+    if any(r.media_ts is None for r in results):
+        raise EvaluationError("--gt-fps needs a results file with media_ts (a recorded file counted by this version)")
+    nearest: dict[int, FrameResult] = {}
+    for result in results:
+        assert result.media_ts is not None
+        frame = round(result.media_ts * gt_fps)
+        best = nearest.get(frame)
+        if best is None or abs(result.media_ts - frame / gt_fps) < abs(best.media_ts - frame / gt_fps):  # type: ignore[operator]
+            nearest[frame] = result
+    return [dataclasses.replace(nearest[frame], frame=frame) for frame in sorted(nearest)]
+
+
+def _scaled(result: FrameResult, gt_size: tuple[int, int]) -> FrameResult:
+    if result.frame_size is None:
+        raise EvaluationError("--gt-size needs a results file with frame_size (counted by this version)")
+    sx, sy = gt_size[0] / result.frame_size[0], gt_size[1] / result.frame_size[1]
+    return dataclasses.replace(result, boxes=result.boxes * np.array([sx, sy, sx, sy]), frame_size=gt_size)

@@ -71,6 +71,9 @@ CATALOG: dict[ModelName, CatalogModel] = {
         graph_member="package/models/nanodet.json",
         input_name="input_1:0",
         input_shape=(1, 3, 416, 416),
-        score_threshold=0.4,
+        # Tracked, 0.5 kept the total within 19-21 for 19 people over six copies of the sample
+        # video (mirrored, re-encoded, 1080p, 25 fps) where 0.4 gave 18-25; recall at 0.5 is
+        # still 0.90 with the tracker bridging the gaps.
+        score_threshold=0.5,
     ),
 }

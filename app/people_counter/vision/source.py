@@ -107,8 +107,10 @@ class FrameReader:
         reconnect_max_s: float,
         queue_size: int = 4,
         start_frame: int = 0,
+        max_width: int | None = None,
     ) -> None:
         self.spec = spec
+        self._max_width = max_width
         self.loop = loop
         self.realtime = realtime
         self._backoff = (reconnect_initial_s, reconnect_max_s)
@@ -138,6 +140,7 @@ class FrameReader:
         if not ok or first is None:
             capture.release()
             raise InputError(f"input {self.spec.label}: no frame could be read (not a video?)")
+        first = self._scaled(first)
         self.frame_size = (int(first.shape[1]), int(first.shape[0]))
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 1.0 <= fps <= 120.0 else 10.0
@@ -213,7 +216,21 @@ class FrameReader:
             frame, self._first = self._first, None
             return frame
         ok, frame = self._capture.read()
-        return frame if ok and frame is not None else None
+        return self._scaled(frame) if ok and frame is not None else None
+
+    def _scaled(self, frame: Frame) -> Frame:
+        """The decoded frame at the size everything downstream uses: no wider than `max_width`.
+
+        Scaled once, right after decoding, so that no full-size copy outlives its decode: a
+        1080p camera costs the detector, the tracker's descriptors and the live view no more
+        than a smaller one. Bilinear: from 1080p INTER_AREA took about 7 ms a frame here against
+        1.2 ms, for no difference the 416-pixel detector input can see."""
+        height, width = frame.shape[:2]
+        if self._max_width is None or width <= self._max_width:
+            return frame
+        size = (self._max_width, max(1, round(height * self._max_width / width)))
+        scaled: Frame = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+        return scaled
 
     def _put_waiting(self, item: CapturedFrame) -> None:
         while not self._stop.is_set():
