@@ -13,9 +13,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import pytest
 from counter_process import CounterProcess, make_state_dir, read_results, write_config
 
+from people_counter.evaluation.mot_ground_truth import load_ground_truth
+from people_counter.evaluation.report import as_table
+from people_counter.evaluation.results_reader import load_results
+from people_counter.evaluation.scoring import score
 from people_counter.paths import database_path
 from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available, subscribe_collect
 from testsupport.store_queries import stored_totals
@@ -68,6 +73,44 @@ def test_count_follows_the_hand_count(full_run: list[dict]) -> None:
     mae = statistics.mean(errors)
     print(f"per-frame mean absolute error against the hand count: {mae:.2f} ({errors})")
     assert mae <= 1.0, f"MAE {mae:.2f} over frames {sorted(hand)}"
+
+
+GROUND_TRUTH = Path(__file__).resolve().parents[3] / "shared" / "data" / "pets09-s2l1" / "gt.txt"
+"""The public MOT15 ground truth of the sample video (../shared beside the checkout, as in CI)."""
+
+
+def test_accuracy_on_the_sample_video_meets_the_goals(full_run_dir: Path) -> None:
+    """The headline figures against public ground truth, default settings, IoU 0.5 (issue 11)."""
+    assert GROUND_TRUTH.is_file(), (
+        f"{GROUND_TRUTH}: the ground truth is missing (../shared must be beside the checkout)"
+    )
+    scores = score(load_ground_truth(GROUND_TRUTH), load_results(full_run_dir / "results.jsonl"), iou=0.5)
+    print(as_table(scores, "vtest.avi", str(GROUND_TRUTH)))
+    assert scores.idf1 >= 0.70
+    assert 16 <= scores.final_total <= 22  # 19 people, +-15%
+    assert scores.mota >= 0.55
+    assert scores.count_mae <= 0.5
+
+
+def test_a_mirrored_copy_counts_the_same_people(
+    tmp_path: Path, sample_video: Path, default_model_xml: Path, full_run: list[dict]
+) -> None:
+    """Nothing in the tracker or the counter favours one direction: the totals of a horizontally
+    mirrored copy agree with the original's within 10%."""
+    mirrored = tmp_path / "mirrored.avi"
+    capture = cv2.VideoCapture(str(sample_video))
+    writer = cv2.VideoWriter(str(mirrored), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 576))
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        writer.write(cv2.flip(image, 1))
+    writer.release()
+    capture.release()
+    results = run_from(tmp_path, default_model_xml, mirrored, 0, make_state_dir(tmp_path, default_model_xml))
+    original, flipped = int(full_run[-1]["total"]), int(results[-1]["total"])
+    print(f"total {original} on the original, {flipped} mirrored")
+    assert abs(flipped - original) <= 0.1 * original
 
 
 def run_from(base: Path, model_xml: Path, video: Path, start_frame: int, state: Path) -> list[dict]:
