@@ -177,7 +177,7 @@ def test_nanodet_form_is_recognised_and_its_outputs_told_apart(tmp_path: Path) -
     outputs = nanodet_outputs([(16, 13, 6, 0.8, person), (16, 14, 6, 0.6, (5, 2, 3, 6))])
     cfg = ModelConfig(name="nanodet", path=nanodet_ir(tmp_path, outputs), tiles="none", min_box_height=0.0)
     detector = PersonDetector(cfg, tmp_path)
-    assert detector.layout.form == "nanodet" and cfg.min_score == 0.4
+    assert detector.layout.form == "nanodet" and cfg.min_score == 0.5
     boxes = detector.detect(frame()).boxes
     # Input box (152, 72, 280, 200) scaled from 416x416 to the 640x480 frame.
     sx, sy = FRAME_W / 416, FRAME_H / 416

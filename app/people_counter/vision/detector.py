@@ -47,6 +47,7 @@ from people_counter.config import ModelConfig
 from people_counter.errors import ModelError
 from people_counter.prepare.model import import_openvino
 from people_counter.stage_data import BoxArray, DetectionResult
+from people_counter.vision.boxes import iou_matrix
 
 log = logging.getLogger(__name__)
 
@@ -403,15 +404,6 @@ def _intersections(box: npt.NDArray[np.float32], others: npt.NDArray[np.float32]
     w = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
     h = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
     return np.maximum(w, 0) * np.maximum(h, 0)
-
-
-def iou_matrix(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Pairwise IoU of two (N,>=4) box arrays."""
-    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.maximum(w, 0) * np.maximum(h, 0)
-    union = _areas(a)[:, None] + _areas(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
 def nms(boxes: BoxArray, iou_threshold: float) -> BoxArray:

@@ -53,6 +53,7 @@ from people_counter.config import TrackerConfig
 from people_counter.stage_data import BoxArray, EndedTrack, PersonTrack, TrackerOutput, TrackSnapshot
 from people_counter.vision import appearance
 from people_counter.vision.appearance import DescriptorArray
+from people_counter.vision.boxes import iou_matrix
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -271,19 +272,6 @@ def _cxcywh_to_xyxy(state: FloatArray) -> FloatArray:
     out[..., :2] = state[..., :2] - half
     out[..., 2:] = state[..., :2] + half
     return out
-
-
-def iou_matrix(boxes_a: FloatArray, boxes_b: FloatArray) -> FloatArray:
-    """Pairwise intersection over union of (A, 4) and (B, 4) x1, y1, x2, y2 boxes."""
-    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    overlap = np.maximum(bottom_right - top_left, 0.0)
-    inter = overlap[..., 0] * overlap[..., 1]
-    size_a = boxes_a[:, 2:] - boxes_a[:, :2]
-    size_b = boxes_b[:, 2:] - boxes_b[:, :2]
-    union = (size_a[:, 0] * size_a[:, 1])[:, None] + (size_b[:, 0] * size_b[:, 1])[None, :] - inter
-    iou: FloatArray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
-    return iou
 
 
 def _buffered(boxes: FloatArray, scale: float = BRIDGED_BUFFER) -> FloatArray:
