@@ -27,7 +27,7 @@ from people_counter.outputs.frame_sink import FrameSink
 from people_counter.outputs.mqtt_publisher import MqttPublisher
 from people_counter.outputs.progress import Progress
 from people_counter.outputs.results_file import ResultsWriter
-from people_counter.outputs.store import CountStore
+from people_counter.outputs.store import CountStore, saved_media_position
 from people_counter.stage_data import CounterState, CountingResult, DetectionResult, TrackerOutput
 from people_counter.systemd_notify import ServiceNotifier
 from people_counter.vision import appearance
@@ -115,6 +115,7 @@ class CountingLoop:
             reconnect_max_s=config.input.reconnect_max_s,
             start_frame=options.start_frame,
             max_width=config.input.max_width,
+            resume_at_s=saved_media_position(options.store_dir or config.state_dir) if config.input.loop else None,
         )
         # The store comes last, so that a bad input or model leaves no database behind.
         self.store = CountStore(options.store_dir or config.state_dir, config.store.retention_days)
@@ -231,6 +232,8 @@ class CountingLoop:
         """The frame's position in a recorded file, in seconds; None for a live source."""
         if self.reader.spec.kind != "file" or self.reader.fps <= 0.0:
             return None
+        if self.config.input.loop and self.reader.frame_count > 0:
+            return (captured.index % self.reader.frame_count) / self.reader.fps  # where in the file, this loop
         return captured.index / self.reader.fps
 
     def _after_tracking(self, captured: CapturedFrame, tracks: TrackerOutput, inference_ms: float | None) -> None:

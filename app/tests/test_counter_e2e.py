@@ -174,6 +174,46 @@ def test_kill_9_and_restart_counts_as_an_uninterrupted_run(
     assert abs(after.dwell_count - reference.dwell_count) <= 1
 
 
+def test_a_looping_file_resumes_where_it_was_killed_like_a_camera(
+    tmp_path: Path, sample_video: Path, default_model_xml: Path, full_run: list[dict]
+) -> None:
+    """A device counting a looping file (the demo) goes on after a kill -9 from where it stopped,
+    as a camera would, with the people in view carried on: its totals follow an uninterrupted run."""
+    state = make_state_dir(tmp_path, default_model_xml)
+    config = write_config(
+        tmp_path / "config.yml",
+        {
+            "state_dir": str(state),
+            "input": {"source": str(sample_video), "loop": True, "realtime": False},
+            "stream": {"enabled": False},
+        },
+    )
+    first_results, second_results = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first = CounterProcess(config, "--results", str(first_results), "--no-mqtt")
+    try:
+        assert first.wait_until(lambda: len(read_results(first_results)) >= 300, 180), first.log()[-3000:]
+        first.kill()
+    finally:
+        first.close()
+    killed_at = int(read_results(first_results)[-1]["frame"])
+    second = CounterProcess(config, "--results", str(second_results), "--no-mqtt")
+    try:
+        assert second.wait_until(lambda: len(read_results(second_results)) >= 150, 180), second.log()[-3000:]
+        second.terminate()
+        assert second.wait(30) == 0
+    finally:
+        second.close()
+    resumed = read_results(second_results)
+    # It goes on from the last saved position (saved once a second of the file: 10 frames).
+    assert killed_at - 10 <= int(resumed[0]["frame"]) <= killed_at + 1
+    end = resumed[-1]
+    print(
+        f"killed at frame {killed_at}, resumed at {resumed[0]['frame']}; at frame {end['frame']}: total {end['total']}"
+    )
+    print(f"uninterrupted at frame {end['frame']}: total {full_run[int(end['frame'])]['total']}")
+    assert abs(int(end["total"]) - int(full_run[int(end["frame"])]["total"])) <= 1
+
+
 @pytest.fixture
 def broker() -> Iterator[MosquittoBroker]:
     if not mosquitto_available():

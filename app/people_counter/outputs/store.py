@@ -645,6 +645,24 @@ class CountStore(CountReader):
             _close_writer(self._db)
 
 
+def saved_media_position(state_dir: Path) -> float | None:
+    """Where in a recorded file the last run saved the people in view (seconds from the file's
+    start), read without opening the store for writing; None when there is none."""
+    path = database_path(state_dir)
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            row = db.execute("SELECT snapshot FROM live_tracks WHERE id = 1").fetchone()
+        finally:
+            db.close()
+        media_ts = None if row is None else json.loads(row[0])["media_ts"]
+    except (sqlite3.Error, ValueError, KeyError, TypeError):
+        return None  # an older schema, or nothing saved: start from the beginning
+    return None if media_ts is None else float(media_ts)
+
+
 def _live_from_json(text: str) -> LiveSnapshot:
     data = json.loads(text)
 

@@ -108,6 +108,7 @@ class FrameReader:
         queue_size: int = 4,
         start_frame: int = 0,
         max_width: int | None = None,
+        resume_at_s: float | None = None,
     ) -> None:
         self.spec = spec
         self._max_width = max_width
@@ -123,6 +124,9 @@ class FrameReader:
         self.frame_size: tuple[int, int] = (0, 0)
         self.fps: float = 0.0
         self._start_frame = start_frame if spec.kind == "file" else 0
+        self._resume_at_s = resume_at_s if spec.kind == "file" else None
+        self.frame_count = 0
+        """Frames in a file, as its container says (0: unknown, or not a file)."""
         self._capture = self._open_first()
 
     def _open_first(self) -> cv2.VideoCapture:
@@ -131,6 +135,14 @@ class FrameReader:
             capture.release()
             what = "not a video OpenCV can decode" if self.spec.kind == "file" else "cannot be opened"
             raise InputError(f"input {self.spec.label}: {what}")
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 1.0 <= fps <= 120.0 else 10.0
+        if self.spec.kind == "file":
+            self.frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        if self._resume_at_s is not None and self._start_frame == 0 and self.frame_count > 0:
+            # A looping file stands in for a camera: after a restart it goes on from the frame
+            # after the one the last run saved, as a camera would, not from the start.
+            self._start_frame = (round(self._resume_at_s * self.fps) + 1) % self.frame_count
         for _ in range(self._start_frame):
             # Decoding is exact where seeking is not (seek lands on key frames).
             if not capture.grab():
@@ -142,8 +154,6 @@ class FrameReader:
             raise InputError(f"input {self.spec.label}: no frame could be read (not a video?)")
         first = self._scaled(first)
         self.frame_size = (int(first.shape[1]), int(first.shape[0]))
-        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps if 1.0 <= fps <= 120.0 else 10.0
         self._first: Frame | None = first
         return capture
 
