@@ -84,9 +84,21 @@ def test_the_dead_band_is_measured_in_pixels_across_a_slanted_line() -> None:
 
 def test_a_box_with_no_height_has_no_dead_band() -> None:
     line = CountingLine(SLANTED, (1000, 1000))
-    assert line.observe(1, feet_box(*off_the_line(-0.5), height=0.0)) is None
-    assert line.observe(1, feet_box(*off_the_line(0.5), height=0.0)) == "in"
+    assert line.observe(1, feet_box(*off_the_line(-0.05), height=0.0)) is None
+    assert line.observe(1, feet_box(*off_the_line(0.05), height=0.0)) == "in"
     assert [(s.track_id, s.side) for s in line.sides()] == [(1, 1)]
+
+
+def test_the_edges_of_the_dead_band_on_a_level_line() -> None:
+    """On the default line (y 500 of 1000) distances are exact: exactly the margin away decides the
+    side, and so does exactly 1 px away with no margin; only on the line itself is nothing decided."""
+    line = CountingLine(((0.0, 0.5), (1.0, 0.5)), (1000, 1000))
+    assert line.observe(1, feet_box(300.0, 490.0)) is None  # 10 px above: settles "out" side
+    assert line.observe(1, feet_box(300.0, 510.0)) == "in"  # exactly 10 px below: decided
+    assert line.observe(2, feet_box(300.0, 499.0, height=0.0)) is None
+    assert line.observe(2, feet_box(300.0, 501.0, height=0.0)) == "in"  # exactly 1 px, no margin
+    assert line.observe(2, feet_box(300.0, 500.0, height=0.0)) is None  # on the line
+    assert [(s.track_id, s.side) for s in line.sides()] == [(1, 1), (2, 1)]
 
 
 def test_sides_round_trip_into_a_new_counter_and_the_crossing_still_counts() -> None:
