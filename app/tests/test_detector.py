@@ -3,6 +3,7 @@ errors, and the real catalog models on real frames of the sample video."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from people_counter.vision.detector import (
     ov,
     preprocess,
     tile_grid,
+    with_nanodet_normalisation,
 )
 
 opset = ov.opset13
@@ -150,13 +152,21 @@ def test_nanodet_decode_measures_sides_from_cell_centres() -> None:
     np.testing.assert_allclose(part.boxes, [[220, 282, 300, 538, 0.9], [836, 50, 932, 146, 0.5]], atol=1e-2)
 
 
-def test_nanodet_preprocess_is_bgr_normalised_nchw() -> None:
+def test_nanodet_input_is_the_resized_frame_normalised_inside_the_model() -> None:
     image = np.empty((300, 500, 3), dtype=np.uint8)
     image[:] = (10, 120, 250)  # B, G, R
-    tensor = preprocess(image, Tile(0, 0, 500, 300), NANODET_LAYOUT)
-    assert tensor.shape == (1, 3, 416, 416) and tensor.dtype == np.float32
+    tensor = preprocess(
+        image, Tile(0, 0, 500, 300), dataclasses.replace(NANODET_LAYOUT, input_dtype=np.dtype(np.uint8))
+    )
+    assert tensor.shape == (1, 416, 416, 3) and tensor.dtype == np.uint8
+    # An identity graph with NanoDet's input shows what the model's own first step computes.
+    param = opset.parameter([1, 3, 416, 416], np.float32, name="input_1")
+    identity = ov.Model([opset.result(opset.relu(opset.add(param, opset.constant(np.float32(1000.0)))))], [param])
+    compiled = ov.Core().compile_model(with_nanodet_normalisation(identity), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    out = compiled({0: tensor})[0] - 1000.0
+    assert out.shape == (1, 3, 416, 416)
     expected = (np.array([10, 120, 250], np.float32) - NANODET_MEAN) / NANODET_STD
-    np.testing.assert_allclose(tensor[0, :, 200, 300], expected, rtol=1e-6)
+    np.testing.assert_allclose(out[0, :, 200, 300], expected, atol=1e-3)
 
 
 def nanodet_ir(tmp_path: Path, outputs: list[npt.NDArray[np.float32]]) -> Path:

@@ -29,6 +29,7 @@ count was already within the accuracy target without it (the numbers are in the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -246,11 +247,26 @@ def load_model(xml: Path, device: str, core: Any | None = None) -> tuple[Any, Mo
     except RuntimeError as error:
         raise ModelError(f"{xml}: OpenVINO cannot read this model: {_first_line(error)}") from None
     layout = inspect_model(model)
+    if layout.form == "nanodet":
+        model = with_nanodet_normalisation(model)
+        layout = dataclasses.replace(layout, input_dtype=np.dtype(np.uint8))
     try:
         compiled = core.compile_model(model, device, compile_config(device, layout.form))
     except RuntimeError as error:
         raise ModelError(f"{xml}: cannot compile for {device}: {_first_line(error)}") from None
     return compiled, layout
+
+
+def with_nanodet_normalisation(model: Any) -> Any:
+    """The NanoDet graph taking the resized frame as it is (uint8, NHWC, BGR): the per-channel
+    (x - mean) / std and the transpose to NCHW run inside the compiled model. In numpy they cost
+    7 ms a frame on the counting thread, a quarter of the time a frame may take."""
+    ppp = ov.preprocess.PrePostProcessor(model)
+    tensor = ppp.input()
+    tensor.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    tensor.preprocess().convert_element_type(ov.Type.f32).mean(NANODET_MEAN.tolist()).scale(NANODET_STD.tolist())
+    tensor.model().set_layout(ov.Layout("NCHW"))
+    return ppp.build()
 
 
 def _first_line(error: BaseException) -> str:
@@ -317,7 +333,7 @@ def preprocess(frame_bgr: npt.NDArray[np.uint8], tile: Tile, layout: ModelLayout
     if layout.form == "tf-od":
         tensor = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)[np.newaxis]
     elif layout.form == "nanodet":
-        tensor = ((resized - NANODET_MEAN) / NANODET_STD).transpose(2, 0, 1)[np.newaxis]
+        tensor = resized[np.newaxis]  # normalised inside the model: with_nanodet_normalisation
     else:
         tensor = resized.transpose(2, 0, 1)[np.newaxis]
     return np.ascontiguousarray(tensor, dtype=layout.input_dtype)
