@@ -1,8 +1,13 @@
-"""`make bench`: the counter against the model's raw throughput, measured side by side in one run.
+"""`make bench`: accuracy and cost of each catalog model side by side, and a 1080p camera, in one run.
 
-Prints figures and ratios; asserts nothing. Each pair (raw, counter) is run
-back to back and repeated, and the medians are reported, because this
-machine is noisy.
+For each model: the eval figures on the sample video against its MOT15 ground truth, the
+counter against the model's raw throughput, and CPU, memory and latency at real time (10 fps).
+Then a 1080p, 25 fps H.264 copy of the sample video, made with the pinned ffmpeg, counted at
+real time with the default model: CPU, memory, dropped and skipped frames, latency, and its
+accuracy beside the original's.
+
+Prints figures and ratios; asserts nothing. Each pair (raw, counter) is run back to back and
+repeated, and the medians are reported, because this machine is noisy.
 """
 
 from __future__ import annotations
@@ -25,11 +30,19 @@ import psutil
 import yaml
 
 from bench.raw_throughput import measure_raw_throughput
-from people_counter.config import Config
-from people_counter.paths import default_model_xml, sample_video_path
+from people_counter.config import Config, ModelConfig
+from people_counter.evaluation.mot_ground_truth import load_ground_truth
+from people_counter.evaluation.offline_run import count_video
+from people_counter.evaluation.results_reader import load_results, on_ground_truth_frames
+from people_counter.evaluation.scoring import Scores, score
+from people_counter.paths import model_xml, sample_video_path
+from people_counter.prepare.ffmpeg import ensure_ffmpeg
+from people_counter.prepare.model_catalog import CATALOG, DEFAULT_MODEL_NAME, ModelName
 from testsupport.mosquitto_broker import MosquittoBroker
 
 SUMMARY = re.compile(r"processed (\d+) frames in ([0-9.]+) s")
+FRAME_FIGURE = re.compile(r"'(dropped_frames|skipped_frames)': (\d+)")
+GROUND_TRUTH = Path(__file__).resolve().parents[3] / "shared" / "data" / "pets09-s2l1" / "gt.txt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +54,26 @@ class CounterRun:
     latency_p50_ms: float
     latency_p95_ms: float
     inferences_per_frame: int
+    dropped_frames: int
+    skipped_frames: int
 
 
 def _write_config(
-    workdir: Path, state_dir: Path, broker: MosquittoBroker, realtime: bool, stream: dict[str, object]
+    workdir: Path,
+    state_dir: Path,
+    broker: MosquittoBroker,
+    realtime: bool,
+    stream: dict[str, object],
+    model: str,
+    source: Path,
 ) -> Path:
     password_file = workdir / "mqtt-password"
     password_file.write_text(broker.users["counter"])
     data = {
         "device_id": "bench",
         "state_dir": str(state_dir),
-        "input": {"source": str(sample_video_path()), "realtime": realtime},
+        "input": {"source": str(source), "realtime": realtime},
+        "model": {"name": model},
         "mqtt": {
             "host": "127.0.0.1",
             "port": broker.port,
@@ -68,9 +90,10 @@ def _write_config(
 def _model_state_dir(workdir: Path) -> Path:
     """Use the prepared model the Makefile cached; the store goes to a fresh directory each run."""
     cached = Path(os.environ.get("PEOPLE_COUNTER_MODEL_STATE", str(workdir / "model-state")))
-    if not default_model_xml(cached).exists():
-        command = [sys.executable, "-m", "people_counter.cli", "model", "prepare", "--state-dir", str(cached)]
-        subprocess.run(command, check=True)
+    for name in CATALOG:
+        if not model_xml(cached, name).exists():
+            command = [sys.executable, "-m", "people_counter.cli", "model", "prepare", "--state-dir", str(cached)]
+            subprocess.run([*command, "--name", name], check=True)
     return cached
 
 
@@ -87,11 +110,15 @@ def run_counter(
     seconds: float | None = None,
     stream: dict[str, object] | None = None,
     on_first_frame: Callable[[Path], None] | None = None,
+    model: str = DEFAULT_MODEL_NAME,
+    source: Path | None = None,
 ) -> CounterRun:
     """One counter process over the sample video; CPU is counted from its first frame (not model loading)."""
     state_dir = Path(tempfile.mkdtemp(dir=workdir, prefix="state-"))
     (state_dir / "models").symlink_to(model_state / "models")
-    config = _write_config(workdir, state_dir, broker, realtime, stream or {"enabled": False})
+    config = _write_config(
+        workdir, state_dir, broker, realtime, stream or {"enabled": False}, model, source or sample_video_path()
+    )
     results = state_dir / "results.jsonl"
     command = [sys.executable, "-m", "people_counter.cli", "run", "-c", str(config), "--results", str(results)]
     if not realtime:
@@ -121,6 +148,7 @@ def run_counter(
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     latencies = sorted(line["latency_ms"] for line in lines)
     per_frame = re.search(r"with (\d+) inference", stderr)
+    frame_figures = {name: int(value) for name, value in FRAME_FIGURE.findall(stderr)}
     return CounterRun(
         frames=int(match.group(1)) if match else len(lines),
         fps=int(match.group(1)) / float(match.group(2)) if match else 0.0,
@@ -129,6 +157,8 @@ def run_counter(
         latency_p50_ms=latencies[len(latencies) // 2],
         latency_p95_ms=latencies[int(len(latencies) * 0.95)],
         inferences_per_frame=int(per_frame.group(1)) if per_frame else 1,
+        dropped_frames=frame_figures.get("dropped_frames", 0),
+        skipped_frames=frame_figures.get("skipped_frames", 0),
     )
 
 
@@ -167,6 +197,127 @@ def stopped_encoder_ratio(workdir: Path, model_state: Path, broker: MosquittoBro
     }
 
 
+def accuracy(model_state: Path, model: ModelName, video: Path, rescaled: bool) -> Scores:
+    """The eval figures of one offline run (a fresh store, no MQTT, as fast as it goes)."""
+    config = Config(state_dir=model_state, model=ModelConfig(name=model))
+    with tempfile.TemporaryDirectory(prefix="pc-bench-eval-") as workdir:
+        results = load_results(count_video(config, str(video), Path(workdir), None))
+    if rescaled:
+        results = on_ground_truth_frames(results, 10.0, (768, 576))
+    return score(load_ground_truth(GROUND_TRUTH), results, iou=0.5)
+
+
+def camera_copy(cache: Path) -> Path:
+    """The sample video as a 1080p, 25 fps H.264 camera would send it, made once with the pinned ffmpeg."""
+    copy = cache / "vtest-1080p25.mp4"
+    if not copy.exists():
+        partial = copy.with_suffix(".part.mp4")
+        command = [str(ensure_ffmpeg()), "-loglevel", "error", "-y", "-i", str(sample_video_path())]
+        command += ["-vf", "scale=1920:1080,fps=25", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23"]
+        subprocess.run([*command, str(partial)], check=True)
+        partial.rename(copy)
+    return copy
+
+
+def model_figures(
+    workdir: Path, model_state: Path, broker: MosquittoBroker, model: ModelName, repeats: int, seconds: float
+) -> dict[str, object]:
+    device = Config().model.device
+    xml = model_xml(model_state, model)
+    scores = accuracy(model_state, model, sample_video_path(), rescaled=False)
+    raw_rates: list[float] = []
+    counter_runs: list[CounterRun] = []
+    for i in range(repeats):
+        raw = measure_raw_throughput(xml, device, seconds=8.0)
+        raw_rates.append(float(raw["inferences_per_s"]))
+        run = run_counter(workdir, model_state, broker, realtime=False, seconds=None, model=model)
+        counter_runs.append(run)
+        print(
+            f"{model} round {i + 1}: raw {raw_rates[-1]:.1f} inf/s; counter {run.fps:.1f} fps x "
+            f"{run.inferences_per_frame} inf/frame over {run.frames} frames",
+            flush=True,
+        )
+    ratios = [r.fps * r.inferences_per_frame / raw for r, raw in zip(counter_runs, raw_rates, strict=True)]
+    realtime = run_counter(workdir, model_state, broker, realtime=True, seconds=seconds, model=model)
+    return {
+        "idf1": scores.idf1,
+        "mota": scores.mota,
+        "id_switches": scores.id_switches,
+        "final_total": scores.final_total,
+        "gt_identities": scores.gt_identities,
+        "count_mae": scores.count_mae,
+        "raw_inferences_per_s_median": statistics.median(raw_rates),
+        "counter_fps_median": statistics.median(r.fps for r in counter_runs),
+        "inferences_per_frame": counter_runs[0].inferences_per_frame,
+        "ratio_median": statistics.median(ratios),
+        "ratio_runs": [round(r, 3) for r in ratios],
+        "peak_rss_mb_max": max(r.peak_rss_mb for r in [*counter_runs, realtime]),
+        "latency_p50_ms_median": statistics.median(r.latency_p50_ms for r in counter_runs),
+        "latency_p95_ms_median": statistics.median(r.latency_p95_ms for r in counter_runs),
+        "realtime_latency_p50_ms": realtime.latency_p50_ms,
+        "realtime_latency_p95_ms": realtime.latency_p95_ms,
+        "realtime_cpu_core_fraction": realtime.cpu_core_fraction,
+        "realtime_peak_rss_mb": realtime.peak_rss_mb,
+    }
+
+
+def camera_figures(workdir: Path, model_state: Path, broker: MosquittoBroker, seconds: float) -> dict[str, object]:
+    copy = camera_copy(sample_video_path().parent)
+    scores = accuracy(model_state, DEFAULT_MODEL_NAME, copy, rescaled=True)
+    run = run_counter(workdir, model_state, broker, realtime=True, seconds=seconds, source=copy)
+    return {
+        "idf1": scores.idf1,
+        "mota": scores.mota,
+        "final_total": scores.final_total,
+        "count_mae": scores.count_mae,
+        "cpu_core_fraction": run.cpu_core_fraction,
+        "peak_rss_mb": run.peak_rss_mb,
+        "frames": run.frames,
+        "dropped_frames": run.dropped_frames,
+        "skipped_frames": run.skipped_frames,
+        "latency_p50_ms": run.latency_p50_ms,
+        "latency_p95_ms": run.latency_p95_ms,
+    }
+
+
+def print_report(models: dict[str, dict[str, object]], camera: dict[str, object], frozen: dict[str, object]) -> None:
+    print()
+    print("accuracy (sample video, PETS09-S2L1, IoU 0.5) and cost, default settings but the model")
+    header = f"  {'model':10} {'IDF1':>5} {'MOTA':>5} {'total':>8} {'MAE':>5} {'raw inf/s':>9} {'counter fps':>11}"
+    header += f" {'ratio':>6} {'CPU@10fps':>9} {'peak RSS':>8} {'p95 ms':>6}"
+    print(header)
+    for name, f in models.items():
+        print(
+            f"  {name:10} {f['idf1']:5.3f} {f['mota']:5.3f} {f['final_total']:>3} of {f['gt_identities']:<2}"
+            f" {f['count_mae']:5.2f} {f['raw_inferences_per_s_median']:9.1f} {f['counter_fps_median']:11.1f}"
+            f" {f['ratio_median']:6.3f} {100 * float(f['realtime_cpu_core_fraction']):8.0f}%"
+            f" {f['peak_rss_mb_max']:6.0f} MB {f['realtime_latency_p95_ms']:6.1f}"
+        )
+    print("  targets: IDF1 >= 0.70, MOTA >= 0.55, total 16-22, MAE <= 0.5, ratio >= 0.85, CPU <= 50%, RSS <= 300 MB")
+    print()
+    default = models[DEFAULT_MODEL_NAME]
+    print(f"1080p, 25 fps H.264 copy at real time, {DEFAULT_MODEL_NAME} (beside the original's figures)")
+    print(
+        f"  CPU {100 * float(camera['cpu_core_fraction']):.0f}% of one core (target <= 50%, decoding included);"
+        f" peak RSS {camera['peak_rss_mb']:.0f} MB (target <= 300 MB)"
+    )
+    print(
+        f"  frames {camera['frames']}: dropped {camera['dropped_frames']} (target 0), skipped by the detection rate"
+        f" {camera['skipped_frames']}; latency p50 {camera['latency_p50_ms']:.1f} ms,"
+        f" p95 {camera['latency_p95_ms']:.1f} ms"
+    )
+    print(
+        f"  IDF1 {camera['idf1']:.3f} against {default['idf1']:.3f} (target within 0.02);"
+        f" total {camera['final_total']} against {default['final_total']} (target within 1);"
+        f" MOTA {camera['mota']:.3f}; count MAE {camera['count_mae']:.2f}"
+    )
+    print()
+    print(
+        f"encoder frozen (SIGSTOP): {frozen['fps_encoder_stopped']:.1f} fps against {frozen['fps_no_consumer']:.1f} fps"
+        f" with no consumer: ratio {frozen['ratio']:.3f} (target >= 0.95)  runs: {frozen['ratio_runs']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="people-counter-bench", description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
@@ -174,65 +325,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
 
-    device = Config().model.device
-    figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="pc-bench-") as tmp, MosquittoBroker() as broker:
         workdir = Path(tmp)
         model_state = _model_state_dir(workdir)
-        xml = default_model_xml(model_state)
-        raw_rates: list[float] = []
-        counter_runs: list[CounterRun] = []
-        for i in range(args.repeats):
-            raw = measure_raw_throughput(xml, device, seconds=8.0)
-            raw_rates.append(float(raw["inferences_per_s"]))
-            run = run_counter(workdir, model_state, broker, realtime=False, seconds=None)
-            counter_runs.append(run)
-            print(
-                f"round {i + 1}: raw {raw_rates[-1]:.1f} inf/s; counter {run.fps:.1f} fps x "
-                f"{run.inferences_per_frame} inf/frame over {run.frames} frames",
-                flush=True,
-            )
-        per_frame = counter_runs[0].inferences_per_frame
-        ratios = [r.fps * r.inferences_per_frame / raw for r, raw in zip(counter_runs, raw_rates, strict=True)]
-        realtime = run_counter(workdir, model_state, broker, realtime=True, seconds=args.realtime_seconds)
-        never_blocking = stopped_encoder_ratio(workdir, model_state, broker, args.repeats)
-        figures = {
-            "raw_inferences_per_s_median": statistics.median(raw_rates),
-            "counter_fps_median": statistics.median(r.fps for r in counter_runs),
-            "inferences_per_frame": per_frame,
-            "ratio_median": statistics.median(ratios),
-            "ratio_runs": [round(r, 3) for r in ratios],
-            "peak_rss_mb_max": max(r.peak_rss_mb for r in [*counter_runs, realtime]),
-            "latency_p50_ms_median": statistics.median(r.latency_p50_ms for r in counter_runs),
-            "latency_p95_ms_median": statistics.median(r.latency_p95_ms for r in counter_runs),
-            "realtime_latency_p50_ms": realtime.latency_p50_ms,
-            "realtime_latency_p95_ms": realtime.latency_p95_ms,
-            "realtime_cpu_core_fraction": realtime.cpu_core_fraction,
-            "encoder_stopped": never_blocking,
+        models = {
+            name: model_figures(workdir, model_state, broker, name, args.repeats, args.realtime_seconds)
+            for name in CATALOG
         }
-    print()
-    print("counter benchmark (sample video, default model and settings)")
-    print(f"  model raw throughput        {figures['raw_inferences_per_s_median']:.1f} inferences/s (median)")
-    print(f"  counter --no-realtime       {figures['counter_fps_median']:.1f} fps x {per_frame} inferences/frame")
-    print(f"  ratio (target >= 0.85)      {figures['ratio_median']:.3f}  runs: {figures['ratio_runs']}")
-    print(f"  peak RSS (target <= 300 MB) {figures['peak_rss_mb_max']:.0f} MB")
-    print(
-        f"  latency read->published     p50 {figures['latency_p50_ms_median']:.1f} ms, "
-        f"p95 {figures['latency_p95_ms_median']:.1f} ms (--no-realtime, queue wait included)"
-    )
-    print(
-        f"  at real time (10 fps)       CPU {100 * figures['realtime_cpu_core_fraction']:.0f}% of one core "
-        f"(target <= 50%); latency p50 {figures['realtime_latency_p50_ms']:.1f} ms, "
-        f"p95 {figures['realtime_latency_p95_ms']:.1f} ms"
-    )
-    print(
-        f"  encoder frozen (SIGSTOP)    {never_blocking['fps_encoder_stopped']:.1f} fps against "
-        f"{never_blocking['fps_no_consumer']:.1f} fps with no consumer: ratio {never_blocking['ratio']:.3f} "
-        f"(target >= 0.95)  runs: {never_blocking['ratio_runs']}"
-    )
+        camera = camera_figures(workdir, model_state, broker, args.realtime_seconds)
+        frozen = stopped_encoder_ratio(workdir, model_state, broker, args.repeats)
+    print_report(models, camera, frozen)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+        args.json.write_text(
+            json.dumps({"models": models, "camera_1080p25": camera, "encoder_stopped": frozen}, indent=2)
+        )
     return 0
 
 
