@@ -8,6 +8,7 @@ import re
 import time
 
 import pytest
+import yaml
 from conftest import (
     APP_UNITS,
     COUNTER,
@@ -29,6 +30,7 @@ from conftest import (
     wait_for,
 )
 from people_counter.pins import pins
+from people_counter.prepare.model_catalog import CATALOG
 
 STATE_KEYS = {
     "count", "total", "in", "out", "avg_duration_s", "fps", "inference_ms",
@@ -59,6 +61,33 @@ def test_openvino_is_pinned_and_sees_the_cpu(device: Node) -> None:
         f"{py} -c 'import openvino; print(openvino.Core().available_devices)'"
     )
     assert "CPU" in devices
+
+
+@pytest.mark.units(COUNTER)
+def test_the_configured_model_came_from_the_controller(device: Node) -> None:
+    """The IR of the configured model, prepared on the controller, and the counter running it."""
+    name = role_default("people_counter", "people_counter_model")
+    config = yaml.safe_load(device.check("cat /etc/people-counter/config.yml"))
+    assert config["model"]["name"] == name
+    model_dir = f"/var/lib/people-counter/models/{name}"
+    for file in ("model.xml", "model.bin", "source.json"):
+        f = device.host.file(f"{model_dir}/{file}")
+        assert f.is_file, f"{f.path} is missing"
+        assert (f.user, f.group, f.mode) == ("root", "people-counter", 0o640), f.path
+    source = json.loads(device.check(f"cat {model_dir}/source.json"))
+    assert source["model"] == name
+    assert source["archive_sha256"] == CATALOG[name].pins["archive_sha256"]
+    for file in ("xml", "bin"):
+        digest = device.check(f"sha256sum {model_dir}/model.{file}").split()[0]
+        assert digest == source[f"{file}_sha256"], (
+            f"model.{file} is not the prepared one"
+        )
+    # Converting is the controller's work: the device's venv lacks the converter's extra.
+    venv_python = "/opt/people-counter/venv/bin/python"
+    assert device.run(f"{venv_python} -c 'import tensorboardX'").rc != 0
+    pid = device.main_pid(COUNTER)
+    loaded = device.check(f"journalctl -u {COUNTER} _PID={pid} -o cat --no-pager")
+    assert f"model {model_dir}/model.xml ({name} form" in loaded, loaded[-2000:]
 
 
 @pytest.mark.units(MOSQUITTO)

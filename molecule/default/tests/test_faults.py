@@ -198,6 +198,11 @@ def _fingerprint(device: Node) -> dict[str, str]:
             id="inventory",
         ),
         pytest.param(
+            "people_counter_model=yolo",
+            "people_counter_model",
+            id="model",
+        ),
+        pytest.param(
             json.dumps({"people_counter_config": {"tracker": {"confirm_hits": 0}}}),
             "tracker.confirm_hits",
             id="config",
