@@ -353,3 +353,43 @@ def test_live_snapshot_round_trips_and_is_saved_with_the_totals(tmp_path: Path) 
     store = CountStore(tmp_path, retention_days=30)
     assert store.load_live() == emptied
     store.close()
+
+
+def test_one_record_with_several_of_each_adds_them_all_to_its_minute(tmp_path: Path) -> None:
+    """A frame on which two people enter, two leave, and crossings go both ways twice."""
+    store = CountStore(tmp_path, retention_days=30)
+    result = CountingResult(
+        events=(
+            PersonEvent("enter", 1, T0),
+            PersonEvent("enter", 2, T0),
+            PersonEvent("exit", 3, T0, 5.0),
+            PersonEvent("exit", 4, T0, 7.0),
+        ),
+        crossings=(
+            LineCrossing(1, "in", T0),
+            LineCrossing(2, "in", T0),
+            LineCrossing(3, "out", T0),
+            LineCrossing(4, "out", T0),
+        ),
+    )
+    store.record(Totals(total=2, in_count=2, out_count=2), result, count=2, ts=T0, last_track_id=4)
+    (minute,) = store.history(T0, T0 + 60)  # written by record() itself
+    assert (minute.entries, minute.exits, minute.in_count, minute.out_count, minute.max_count) == (2, 2, 2, 2, 2)
+    for second, count in enumerate([1, 2, 2]):
+        store.note_count(count, T0 + second)
+    store.flush(T0 + 3)
+    (minute,) = store.history(T0, T0 + 60)
+    assert minute.avg_count == 1.67  # (1 + 2 + 2) / 3, to two decimals
+    store.close()
+
+
+def test_recent_alerts_keep_their_track_and_the_newest_fifty_by_default(tmp_path: Path) -> None:
+    store = CountStore(tmp_path, retention_days=30)
+    for i in range(60):
+        alert = Alert("loitering", 61.0 + i, 60.0, T0 + i, track_id=i)
+        store.record(Totals(), CountingResult(alerts=(alert,)), count=1, ts=T0 + i, last_track_id=i)
+    alerts = store.recent_alerts()
+    assert len(alerts) == 50
+    assert (alerts[0].track_id, alerts[0].type, alerts[0].ts) == (59, "loitering", T0 + 59)
+    store.close()
+    assert len(recent_alerts(database_path(tmp_path))) == 20
