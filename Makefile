@@ -79,7 +79,7 @@ bench: setup
 	cd app && $(PY) -m bench.live_bench
 
 # mutmut over the pure stages with their unit tests ([tool.mutmut] in app/pyproject.toml), niced:
-# about an hour on 2 cores. Not part of `make test`; the score is in docs/mutation.md.
+# more than an hour on 2 cores. Not part of `make test`; the score is in docs/mutation.md.
 mutation: $(STAMPS)/venv
 	cd app && nice -n 10 $(VENV)/bin/mutmut run --max-children 2
 	cd app && $(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
