@@ -197,8 +197,9 @@ def read_yaml(path: Path) -> object:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+        # A scanner or parser error names its problem; a reader error (a control character) its reason.
+        problem = getattr(error, "problem", None) or getattr(error, "reason", None)
+        raise ConfigError(f"{path}: invalid YAML{where}" + (f": {problem}" if problem else "")) from None
 
 
 def validate_document(model: type[SectionT], data: object, origin: str) -> SectionT:

@@ -373,6 +373,8 @@ class CountingLoop:
                 return
         if new.counting != self.config.counting:
             self.counter.reconfigure(new.counting)
+            if new.counting.daily_reset != self.config.counting.daily_reset:
+                self.daily_reset = DailyReset(new.counting.daily_reset, now=self.clock())
         if new.tracker != self.config.tracker:
             self.tracker.reconfigure(new.tracker)
         self.config = new.model_copy(

@@ -158,11 +158,11 @@ def test_a_yaml_error_names_the_line_and_the_problem(tmp_path: Path) -> None:
 
 
 def test_a_yaml_error_without_a_place_is_still_one_line(tmp_path: Path) -> None:
-    """A control character is refused by YAML's reader, whose error has no line and no problem."""
+    """A control character is refused by YAML's reader, whose error has no line and no problem: its reason."""
     path = write_bytes(tmp_path, b"device_id: shop\x07\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
-    assert str(caught.value) == f"{path}: invalid YAML: invalid YAML"
+    assert str(caught.value) == f"{path}: invalid YAML: special characters are not allowed"
 
 
 def test_unreadable_config_files_are_one_line_errors(tmp_path: Path) -> None:

@@ -182,3 +182,21 @@ def test_the_daily_reset_fires_in_the_running_loop_once_a_day(
     loop._housekeeping()
     assert loop.counter.totals.total == 0
     assert periods(state) == [(1, "first start"), (2, "daily"), (3, "daily")]
+
+
+def test_a_reload_moves_the_daily_reset(
+    tmp_path: Path, sample_video: Path, make_loop: Callable[..., CountingLoop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = make_loop.state  # type: ignore[attr-defined]
+    config_file = write_config(tmp_path / "config.yml", settings(state, sample_video, daily_reset="03:00"))
+    now = [local_ts(24, 2, 0, 0)]
+    loop = make_loop(config_file, clock=lambda: now[0])
+    monkeypatch.setattr(counting_loop, "HOUSEKEEPING_INTERVAL_S", 0.0)
+    write_config(config_file, settings(state, sample_video, daily_reset="04:00"))
+    loop._reload()
+    now[0] = local_ts(24, 3, 0, 1)
+    loop._housekeeping()
+    assert periods(state) == [(1, "first start")]  # 03:00 is no longer the reset time
+    now[0] = local_ts(24, 4, 0, 1)
+    loop._housekeeping()
+    assert periods(state) == [(1, "first start"), (2, "daily")]
