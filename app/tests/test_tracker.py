@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from people_counter.config import CountingConfig, TrackerConfig
 from people_counter.counting.counter import PeopleCounter
-from people_counter.stage_data import TrackerOutput
+from people_counter.stage_data import TrackerOutput, TrackSnapshot
 from people_counter.vision.appearance import DESCRIPTOR_SIZE
 from people_counter.vision.tracker import BoxKalmanFilter, PersonTracker, iou_matrix, match_by_iou
 
@@ -616,3 +617,38 @@ def test_restored_track_not_seen_again_ends_once_with_its_times() -> None:
     ended = [e for o in outputs for e in o.ended]
     assert [(e.track_id, e.first_seen_ts, e.last_seen_ts) for e in ended] == [(1, 100.0, pytest.approx(101.9))]
     assert all(not o.confirmed for o in outputs)
+
+
+def test_snapshot_restore_snapshot_is_the_same_state_moved_by_the_shift() -> None:
+    """Everything a snapshot holds comes back: ids, times, boxes, velocities, hits, looks, the
+    standing-still spot, and which tracks are lost; only the times move, by the shift."""
+    tracker = PersonTracker(CFG, frame_size=(768, 576))
+    for i in range(40):
+        boxes = [person(100.0 + 10.0 * i, 400), person(600.0, 300, 120.0)]  # a walker, a person standing
+        if i < 10:
+            boxes.append(person(300.0, 500, 100.0))  # seen, then gone: lost by the end
+        looks = np.stack([look(2), look(9), look(20)][: len(boxes)])
+        tracker.update(frame(*boxes), i / 10, looks)
+    saved = tracker.snapshot()
+    assert sorted((s.track_id, s.lost) for s in saved) == [(1, False), (2, False), (3, True)]
+    standing = next(s for s in saved if s.track_id == 2)
+    assert standing.still_at is not None and standing.still_since_ts is not None
+    assert standing.hits == 40 and standing.look is not None
+
+    again = PersonTracker(CFG, frame_size=(768, 576))
+    again.restore(saved, shift_s=100.0, clock_ts=103.9)
+    assert again.next_id == 4
+
+    def moved(s: TrackSnapshot) -> TrackSnapshot:
+        return dataclasses.replace(
+            s,
+            first_seen_ts=s.first_seen_ts + 100.0,
+            last_seen_ts=s.last_seen_ts + 100.0,
+            still_since_ts=None if s.still_since_ts is None else s.still_since_ts + 100.0,
+        )
+
+    resaved = {s.track_id: s for s in again.snapshot()}
+    for s in saved:
+        expected, got = moved(s), resaved[s.track_id]
+        assert got.box == pytest.approx(expected.box) and got.velocity == pytest.approx(expected.velocity)
+        assert dataclasses.replace(got, box=expected.box, velocity=expected.velocity) == expected
