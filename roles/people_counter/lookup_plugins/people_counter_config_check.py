@@ -4,10 +4,11 @@
 
 runs ``DIR/people-counter check-config /dev/stdin`` with the counter config on standard
 input, and ``DIR/people-counter-dashboard check-config /dev/stdin`` with the dashboard's,
-on the controller, and returns one line per invalid config (the app's own line, which names
-the field), or nothing. It is the check the device's ``validate:`` runs, done before any
-device changes. A lookup rather than a delegated task: no connection and no task of its own,
-so the validation play checks both configs of a host in one assert.
+on the controller (an empty DIR: the commands on the controller's PATH), and returns one
+line per invalid config (the app's own line, which names the field), or nothing. It is the
+check the device's ``validate:`` runs, done before any device changes. A lookup rather than a
+delegated task: no connection and no task of its own, so the validation play checks both
+configs of a host in one assert.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ CHECKS = (
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         bin_dir = kwargs.get("bin_dir")
-        if not bin_dir:
-            raise AnsibleLookupError("people_counter_config_check: bin_dir= (the app's bin directory) is required")
+        if bin_dir is None:
+            raise AnsibleLookupError(
+                "people_counter_config_check: bin_dir= (the app's bin directory, or '' for PATH) is required"
+            )
         problems = []
         for kind, program, shown_as in CHECKS:
             text = kwargs.get(kind)
