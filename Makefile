@@ -21,7 +21,7 @@ help:
 	@echo "make demo   run the appliance on the sample video and print where to look"
 	@echo "make test   lint, then every test"
 	@echo "make lint   ruff, ansible-lint, yamllint, playbook syntax"
-	@echo "make bench  measure throughput, latency and memory on the sample video"
+	@echo "make bench  accuracy and cost of each model on the sample video, and of a 1080p camera"
 	@echo "make mutation  mutation testing of the pure stages (tracker, counter, config, store); not in make test"
 
 $(STAMPS)/apt:
