@@ -23,7 +23,7 @@ from people_counter.evaluation.results_reader import load_results
 from people_counter.evaluation.scoring import score
 from people_counter.paths import database_path
 from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available, subscribe_collect
-from testsupport.store_queries import stored_totals
+from testsupport.store_queries import stored_events, stored_totals
 
 pytestmark = pytest.mark.model
 
@@ -172,6 +172,15 @@ def test_kill_9_and_restart_counts_as_an_uninterrupted_run(
     assert abs(after.in_count - reference.in_count) <= 1
     assert abs(after.out_count - reference.out_count) <= 1
     assert abs(after.dwell_count - reference.dwell_count) <= 1
+    # The visits around the restart keep their length: matched by track id, each within 1 s.
+    visits = {e.track_id: e.duration_s for e in stored_events(database_path(state)) if e.type == "exit"}
+    reference_events = stored_events(database_path(full_run_dir / "state"))
+    uninterrupted = {e.track_id: e.duration_s for e in reference_events if e.type == "exit"}
+    common = [i for i in visits if i in uninterrupted]
+    assert len(common) >= len(uninterrupted) - 1
+    assert all(abs(visits[i] - uninterrupted[i]) <= 1.0 for i in common), [
+        (i, visits[i], uninterrupted[i]) for i in common if abs(visits[i] - uninterrupted[i]) > 1.0
+    ]
 
 
 def test_a_looping_file_resumes_where_it_was_killed_like_a_camera(
