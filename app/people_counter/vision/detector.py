@@ -474,7 +474,9 @@ class _PendingFrame:
     frame_index: int
     frame_height: int
     remaining: int
-    parts: list[TileBoxes] = field(default_factory=list)
+    parts: list[TileBoxes | None] = field(default_factory=list)
+    """One slot a crop, in the crops' order: requests finish in any order, and merging them in
+    the order they finished made the same frame give its boxes in a different order."""
     infer_ms: list[float] = field(default_factory=list)
 
 
@@ -482,6 +484,7 @@ class _PendingFrame:
 class _Job:
     pending: _PendingFrame
     tile: Tile
+    tile_index: int
     started: float
     tensor: npt.NDArray[Any]
     """Kept alive until the request is done: the request reads it without a copy."""
@@ -543,14 +546,14 @@ class PersonDetector:
         self._raise_if_failed()
         height, width = frame_bgr.shape[:2]
         tiles = self.tiles(width, height)
-        pending = _PendingFrame(frame_index, height, remaining=len(tiles))
+        pending = _PendingFrame(frame_index, height, remaining=len(tiles), parts=[None] * len(tiles))
         with self._lock:
             self._order.append(pending)
-        for tile in tiles:
+        for tile_index, tile in enumerate(tiles):
             tensor = preprocess(frame_bgr, tile, self.layout)
             # Wait for a free request first, so that the wait is not counted as inference.
             self._queue.get_idle_request_id()
-            job = _Job(pending, tile, time.perf_counter(), tensor)
+            job = _Job(pending, tile, tile_index, time.perf_counter(), tensor)
             self._queue.start_async({0: tensor}, job, share_inputs=True)
 
     def _on_done(self, request: Any, job: _Job) -> None:
@@ -561,7 +564,7 @@ class PersonDetector:
             part = decode(self.layout, outputs, job.tile, self.cfg.min_score)
             part = filter_heights(part, job.pending.frame_height, self.cfg)
             with self._lock:
-                job.pending.parts.append(part)
+                job.pending.parts[job.tile_index] = part
                 job.pending.infer_ms.append(elapsed_ms)
                 job.pending.remaining -= 1
         except BaseException as error:  # surfaced to the caller by ready()
@@ -608,7 +611,7 @@ class PersonDetector:
         return self.drain()[0]
 
     def _result(self, pending: _PendingFrame) -> DetectionResult:
-        boxes = merge(pending.parts, self.cfg.nms_iou)
+        boxes = merge([part for part in pending.parts if part is not None], self.cfg.nms_iou)
         return DetectionResult(
             frame_index=pending.frame_index,
             boxes=np.ascontiguousarray(boxes, dtype=np.float32),
