@@ -113,6 +113,24 @@ def test_frames_wider_than_max_width_are_scaled_once_at_decoding(tmp_path: Path)
     assert reader_for(str(path), max_width=640).frame_size == (64, 48)  # never scaled up
 
 
+def test_a_file_played_in_real_time_from_a_later_frame_starts_at_once(tmp_path: Path) -> None:
+    """A looping file resuming after a restart starts from frame N: its clock starts at its first
+    frame read, so it does not wait N frames first (it waited, and a device killed every 30 s at
+    frame 500 never counted again)."""
+    path = write_clip(tmp_path / "tiny.avi", 10.0, 50)
+    reader = reader_for(str(path), realtime=True, start_frame=40)
+    before = time.time()
+    reader.start()
+    first = None
+    deadline = time.monotonic() + 10
+    while first is None and time.monotonic() < deadline:
+        first = reader.get(timeout=0.1)
+    reader.stop()
+    assert first is not None and first.index == 40
+    # The bug put frame 40 at 4 s from now; only a 2 s stall of this test could make this flake.
+    assert first.ts - before < 2.0
+
+
 def test_a_file_is_read_whole_and_in_order(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "tiny.avi", 10.0, 25)
     reader = reader_for(str(path))

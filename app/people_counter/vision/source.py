@@ -201,7 +201,9 @@ class FrameReader:
                 continue
             # Recorded video keeps its own clock (frames over the file's rate, across loops),
             # so the tracker's time gaps mean the same at any processing speed.
-            file_ts = started + index * period
+            # From the first frame read, not from the file's start: a file played in real time
+            # from frame N (a looping file resuming after a restart) must not wait N frames.
+            file_ts = started + (index - self._start_frame) * period
             if self.spec.kind != "file":
                 self._put_latest(CapturedFrame(index, time.time(), frame, time.monotonic()))
             elif not self.realtime:
