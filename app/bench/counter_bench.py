@@ -207,6 +207,17 @@ def accuracy(model_state: Path, model: ModelName, video: Path, rescaled: bool) -
     return score(load_ground_truth(GROUND_TRUTH), results, iou=0.5)
 
 
+def accuracy_figures(scores: Scores) -> dict[str, object]:
+    return {
+        "idf1": scores.idf1,
+        "mota": scores.mota,
+        "id_switches": scores.id_switches,
+        "final_total": scores.final_total,
+        "gt_identities": scores.gt_identities,
+        "count_mae": scores.count_mae,
+    }
+
+
 def camera_copy(cache: Path) -> Path:
     """The sample video as a 1080p, 25 fps H.264 camera would send it, made once with the pinned ffmpeg."""
     copy = cache / "vtest-1080p25.mp4"
@@ -240,12 +251,7 @@ def model_figures(
     ratios = [r.fps * r.inferences_per_frame / raw for r, raw in zip(counter_runs, raw_rates, strict=True)]
     realtime = run_counter(workdir, model_state, broker, realtime=True, seconds=seconds, model=model)
     return {
-        "idf1": scores.idf1,
-        "mota": scores.mota,
-        "id_switches": scores.id_switches,
-        "final_total": scores.final_total,
-        "gt_identities": scores.gt_identities,
-        "count_mae": scores.count_mae,
+        **accuracy_figures(scores),
         "raw_inferences_per_s_median": statistics.median(raw_rates),
         "counter_fps_median": statistics.median(r.fps for r in counter_runs),
         "inferences_per_frame": counter_runs[0].inferences_per_frame,
@@ -266,10 +272,7 @@ def camera_figures(workdir: Path, model_state: Path, broker: MosquittoBroker, se
     scores = accuracy(model_state, DEFAULT_MODEL_NAME, copy, rescaled=True)
     run = run_counter(workdir, model_state, broker, realtime=True, seconds=seconds, source=copy)
     return {
-        "idf1": scores.idf1,
-        "mota": scores.mota,
-        "final_total": scores.final_total,
-        "count_mae": scores.count_mae,
+        **accuracy_figures(scores),
         "cpu_core_fraction": run.cpu_core_fraction,
         "peak_rss_mb": run.peak_rss_mb,
         "frames": run.frames,

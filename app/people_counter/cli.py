@@ -63,6 +63,16 @@ def _frame_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _frame_rate(text: str) -> float:
+    try:
+        fps = float(text)
+    except ValueError:
+        fps = 0.0
+    if not 0.0 < fps <= 1000.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected frames a second, above 0, e.g. 10")
+    return fps
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from people_counter.evaluation import report
     from people_counter.evaluation.mot_ground_truth import load_ground_truth
@@ -149,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument(
         "--gt-size", type=_frame_size, help="WIDTHxHEIGHT the ground truth was drawn at, if the video was rescaled"
     )
-    eval_p.add_argument("--gt-fps", type=float, help="frame rate of the ground truth, if the video's differs")
+    eval_p.add_argument("--gt-fps", type=_frame_rate, help="frame rate of the ground truth, if the video's differs")
     eval_p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     eval_p.set_defaults(func=_cmd_eval)
 

@@ -212,20 +212,22 @@ class CountingLoop:
 
     def _process(self, result: DetectionResult) -> None:
         captured = self.pending.pop(result.frame_index)
+        media_ts = self._media_ts(captured)
         if self.saved_live is not None:
-            ended = carry_over(self.saved_live, self.tracker, self.counter, captured.ts, self._media_ts(captured))
+            ended = carry_over(self.saved_live, self.tracker, self.counter, captured.ts, media_ts)
             self.saved_live = None
             if ended is not None:
                 self._count(ended)
         looks = appearance.describe(captured.image, result.boxes)
         tracks = self.tracker.update(result.boxes, captured.ts, looks)
-        self._last_clock_ts, self._last_media_ts = captured.ts, self._media_ts(captured)
+        self._last_clock_ts, self._last_media_ts = captured.ts, media_ts
+        self._count(tracks)
         if captured.ts >= self._next_live_save_ts:
             # Once a second of the input's time: a file counted faster than real time is saved as
-            # often per frame as a camera, so a crash costs the same second either way.
+            # often per frame as a camera, so a crash costs the same second either way. After the
+            # count, so that the saved line sides are this frame's.
             self._next_live_save_ts = captured.ts + LIVE_SAVE_INTERVAL_S
             self._save_live()
-        self._count(tracks)
         self._after_tracking(captured, tracks, result.inference_ms)
 
     def _media_ts(self, captured: CapturedFrame) -> float | None:
@@ -398,10 +400,8 @@ class CountingLoop:
             # view are saved and carried on by the next start, not counted again.
             self._save_live()
         else:
-            # The input ended: so did every visit.
+            # The input ended: so did every visit (their exits save the emptied view with them).
             self._count(self.tracker.end_all(time.time()))
-            self._last_clock_ts = time.time()
-            self._save_live()
         self.store.flush(time.time())
         final = self.state()
         if self.publisher is not None:

@@ -284,3 +284,15 @@ def test_resampling_needs_the_fields_a_current_results_file_has(tmp_path: Path) 
         on_ground_truth_frames(results, 10.0, None)
     with pytest.raises(EvaluationError, match="--gt-size needs"):
         on_ground_truth_frames(results, None, (768, 576))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--gt-fps", "0"), ("--gt-fps", "abc"), ("--gt-size", "768"), ("--gt-size", "0x5")]
+)
+def test_bad_resampling_options_are_refused_by_name(tmp_path: Path, option: str, value: str) -> None:
+    gt, results = tmp_path / "gt.txt", tmp_path / "results.jsonl"
+    gt.write_text(gt_line(1, 1, A) + "\n")
+    results.write_text(results_line(0, [track(1, A)]) + "\n")
+    done = run_cli("eval", "--results", str(results), "--gt", str(gt), option, value)
+    assert done.returncode == 2
+    assert f"argument {option}: '{value}'" in done.stderr and "Traceback" not in done.stderr
