@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
-from people_counter.contract import DeviceTopics
+from people_counter.contract import DeviceTopic, DeviceTopics
 from people_counter.dashboard.config import DashboardMqttConfig
 
 log = logging.getLogger("people_counter.dashboard.live")
@@ -49,6 +49,8 @@ class LiveFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mqtt: mqtt.Client | None = None
         self.extra_health: Callable[[], dict[str, Any]] = dict
+        self.listeners: list[Callable[[DeviceTopic, Any], None]] = []
+        """Told of each accepted message, on the asyncio loop: its kind and its JSON (for `available`, the text)."""
 
     # -- MQTT (paho's thread) --------------------------------------------------------------------
 
@@ -107,6 +109,7 @@ class LiveFeed:
         kind = self.topics.get(topic)
         if kind == "available":
             self.available = payload.decode(errors="replace")
+            self._tell(kind, self.available)
             self.push("snapshot", self.snapshot())
             return
         try:
@@ -114,8 +117,9 @@ class LiveFeed:
         except ValueError:
             log.warning("ignoring a message that is not JSON on %s", topic)
             return
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or kind is None:
             return
+        self._tell(kind, data)
         if kind == "state":
             self.state = data
             self.state_received = time.time()
@@ -125,6 +129,10 @@ class LiveFeed:
             self.push("alert", json.dumps(data))
         elif kind == "event":
             self.push("event", json.dumps(data))
+
+    def _tell(self, kind: DeviceTopic, data: Any) -> None:
+        for listener in self.listeners:
+            listener(kind, data)
 
     def state_age_s(self) -> float | None:
         """Seconds since the counter made its latest state (its ts; same device clock)."""
