@@ -19,6 +19,7 @@ the defaults of everything but the password hash:
       ca_file: null            # set for TLS to the broker
       topic_prefix: people_counter
       device_id: <host name>   # must match the counter's device_id
+    metrics: {token_file: null}   # a file holding a bearer token that /metrics then requires
     database: /var/lib/people-counter/counts.sqlite3   # the counter's SQLite, read-only
     jpeg_socket: /run/people-counter/mjpeg.sock         # people-counter-stream's output
     stale_after_s: 10
@@ -71,6 +72,12 @@ class TlsConfig(Section):
     key_file: Path
 
 
+class MetricsConfig(Section):
+    """/metrics: open to all, or only to `Authorization: Bearer <the token in token_file>`."""
+
+    token_file: Path | None = None
+
+
 class DashboardMqttConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
@@ -93,6 +100,7 @@ class DashboardConfig(Section):
     auth: AuthConfig
     tls: TlsConfig | None = None
     mqtt: DashboardMqttConfig = DashboardMqttConfig()
+    metrics: MetricsConfig = MetricsConfig()
     database: Path = Path("/var/lib/people-counter/counts.sqlite3")
     """The counter's SQLite, opened read-only."""
     jpeg_socket: Path = Path("/run/people-counter/mjpeg.sock")
