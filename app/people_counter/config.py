@@ -97,6 +97,8 @@ class CountingConfig(Section):
     occupancy_s: float = Field(default=10.0, ge=0.0)
     loitering_s: float = Field(default=60.0, gt=0.0)
     daily_reset: dt.time | None = None
+    override_file: Path | None = None
+    """The line placed on the dashboard, which wins over `line` (counting/line_override.py)."""
 
     @model_validator(mode="after")
     def _line_has_length(self) -> CountingConfig:

@@ -21,6 +21,7 @@ from people_counter.config import Config, load_config
 from people_counter.contract import state_message
 from people_counter.counting.counter import PeopleCounter
 from people_counter.counting.daily_reset import DailyReset
+from people_counter.counting.line_override import LineOverride
 from people_counter.errors import UserError
 from people_counter.outputs.annotate import annotate_frame
 from people_counter.outputs.frame_sink import FrameSink
@@ -121,7 +122,9 @@ class CountingLoop:
         self.store = CountStore(options.store_dir or config.state_dir, config.store.retention_days)
         totals, last_track_id = self.store.load()
         self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1, frame_size=self.reader.frame_size)
-        self.counter = PeopleCounter(config.counting, self.reader.frame_size, totals)
+        self.line_override = LineOverride(config.counting.override_file)
+        self.line_override.poll()
+        self.counter = PeopleCounter(self.line_override.applied_to(config.counting), self.reader.frame_size, totals)
         self.saved_live = self.store.load_live()
         self.schedule = DetectionSchedule(config.model.detect_fps)
         self.publisher = MqttPublisher(config.mqtt, config.device_id) if options.mqtt_enabled else None
@@ -314,6 +317,8 @@ class CountingLoop:
             input=self.reader.status,
             uptime_s=time.monotonic() - self.started_monotonic,
             ts=time.time() if ts is None else ts,
+            occupancy_alert=self.counter.occupancy_alert,
+            loitering_alert=bool(self.counter.loitering_alerted),
             extra={
                 "privacy_blur": self.config.stream.blur_people,
                 "stream_dropped": self.sink.dropped if self.sink is not None else 0,
@@ -328,6 +333,7 @@ class CountingLoop:
             return
         self._next_housekeeping = now + HOUSEKEEPING_INTERVAL_S
         self.notifier.watchdog(f"{self.meter.fps:.1f} fps, {self.counter.count} in view")
+        self._check_line_override()
         if self.publisher is not None:
             self.publisher.publish_state(self.state())
         wall = self.clock()
@@ -337,6 +343,11 @@ class CountingLoop:
             self.store.reset(wall)
             self._reset("daily reset time reached")
         self.store.flush(wall)  # also prunes rows past the retention period, hourly
+
+    def _check_line_override(self) -> None:
+        """A line placed on the dashboard applies as a reload would: counts and people in view kept."""
+        if self.line_override.poll():
+            self.counter.reconfigure(self.line_override.applied_to(self.config.counting))
 
     def _save_live(self) -> None:
         if self._last_clock_ts is not None:
@@ -374,7 +385,9 @@ class CountingLoop:
                 self.publisher.start()
                 return
         if new.counting != self.config.counting:
-            self.counter.reconfigure(new.counting)
+            self.line_override = LineOverride(new.counting.override_file)
+            self.line_override.poll()
+            self.counter.reconfigure(self.line_override.applied_to(new.counting))
             if new.counting.daily_reset != self.config.counting.daily_reset:
                 self.daily_reset = DailyReset(new.counting.daily_reset, now=self.clock())
         if new.tracker != self.config.tracker:
