@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 import yaml
 
 if TYPE_CHECKING:
-    from people_counter.stage_data import Alert, CounterState, InputStatus, PersonEvent
+    from people_counter.stage_data import Alert, CounterState, InputStatus, PersonEvent, StoreStatus
 
 # -- MQTT topics ---------------------------------------------------------------------------------
 
@@ -103,6 +103,8 @@ StateMessage = TypedDict(
         "input": "InputStatus",
         "uptime_s": float,
         "ts": float,
+        "store": "StoreStatus",
+        "input_down_s": float,
     },
 )
 """The retained `state`; the counter adds a few figures of its own (CounterState.extra)."""
@@ -145,6 +147,8 @@ def state_message(state: CounterState) -> dict[str, object]:
         "input": state.input,
         "uptime_s": round(float(state.uptime_s), 2),
         "ts": round(state.ts, 3),
+        "store": state.store,
+        "input_down_s": round(float(state.input_down_s), 1),
     }
     return {**message, **state.extra}
 

@@ -106,6 +106,7 @@ class CountingResult:
 
 
 InputStatus = Literal["ok", "reconnecting", "ended"]
+StoreStatus = Literal["ok", "degraded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +124,28 @@ class CounterState:
     input: InputStatus
     uptime_s: float
     ts: float
+    store: StoreStatus = "ok"
+    """"degraded" while the database cannot be written (a full or read-only disk): counts wait in memory."""
+    input_down_s: float = 0.0
+    """How long the input has been down (from its first failed open or read); 0.0 while frames come."""
     extra: dict[str, object] = field(default_factory=dict)
+    occupancy_alert: bool = False
+    """Too many people in view for too long now (the occupancy alert was raised and holds)."""
+    loitering_alert: bool = False
+    """Someone in view now stayed longer than the loitering limit."""
 
     def figures(self) -> tuple[object, ...]:
         """The fields whose change is worth a new message (not the clock-driven ones)."""
-        return (self.count, self.total, self.in_count, self.out_count, self.input, self.dropped_frames > 0)
+        return (
+            self.count,
+            self.total,
+            self.in_count,
+            self.out_count,
+            self.input,
+            self.dropped_frames > 0,
+            self.occupancy_alert,
+            self.loitering_alert,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,8 @@ def _state() -> CounterState:
         input="ok",
         uptime_s=61.239,
         ts=1700000000.12345,
+        store="degraded",
+        input_down_s=12.345,
         extra={"privacy_blur": True},
     )
 
@@ -74,6 +76,8 @@ def test_payloads_have_the_documented_shape() -> None:
         "input": "ok",
         "uptime_s": 61.24,
         "ts": 1700000000.123,
+        "store": "degraded",
+        "input_down_s": 12.3,
         "privacy_blur": True,
     }
     assert set(contract.StateMessage.__annotations__) == set(state) - {"privacy_blur"}
