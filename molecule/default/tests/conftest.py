@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import ssl
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.cookiejar import CookieJar
+from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,9 @@ DEVICE_UNITS = (MOSQUITTO, *APP_UNITS)
 COUNTER_USER = "people-counter"
 WEB_USER = "people-counter-web"
 FLEET_READER = "fleet-reader"
+DASHBOARD_PORT = 8443
+DASHBOARD_HTTP_PORT = 8080
+DASHBOARD_CERT = "/etc/people-counter/tls/dashboard.crt"
 
 T = TypeVar("T")
 
@@ -239,7 +243,14 @@ class Node:
         return self.host.run(shlex.join(args))
 
     def url(self, path: str) -> str:
-        return f"http://{self.address}:8080{path}"
+        return f"https://{self.address}:{DASHBOARD_PORT}{path}"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Trusts the device's self-signed dashboard certificate, and nothing else."""
+        return ssl.create_default_context(cadata=self.check(f"cat {DASHBOARD_CERT}"))
+
+    def browser(self) -> Browser:
+        return Browser(self.url(""), self.tls_context())
 
 
 def device_state(
@@ -284,11 +295,12 @@ def node_now(node: Node) -> float:
 class Browser:
     """A minimal client of the dashboard from the controller: cookies, no redirects hidden."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, context: ssl.SSLContext) -> None:
         self.base = base
         self.jar = CookieJar()
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar)
+            urllib.request.HTTPCookieProcessor(self.jar),
+            urllib.request.HTTPSHandler(context=context),
         )
 
     def get(
@@ -301,14 +313,42 @@ class Browser:
             return error.code, dict(error.headers), error.read()
 
     def login(self, password: str) -> tuple[int, bytes]:
-        body = urllib.parse.urlencode({"password": password}).encode()
+        return self.post(
+            "/login", urllib.parse.urlencode({"password": password}).encode()
+        )
+
+    def post(self, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        """A form POST from the dashboard's own page (its Origin, as a browser sends)."""
+        request = urllib.request.Request(
+            self.base + path, data=body, headers={"Origin": self.base}
+        )
         try:
-            with self.opener.open(
-                self.base + "/login", data=body, timeout=10
-            ) as response:
+            with self.opener.open(request, timeout=10) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
+
+    def set_cookie(self, name: str, value: str, domain: str) -> None:
+        self.jar.set_cookie(
+            Cookie(
+                0,
+                name,
+                value,
+                None,
+                False,
+                domain,
+                False,
+                False,
+                "/",
+                True,
+                True,
+                None,
+                False,
+                None,
+                None,
+                {},
+            )
+        )
 
     def first_bytes(
         self, path: str, size: int, timeout_s: float = 15

@@ -20,7 +20,6 @@ from conftest import (
     STREAM,
     TARGET,
     WEB_USER,
-    Browser,
     Node,
     device_state,
     exposure,
@@ -382,7 +381,7 @@ def test_central_broker_refuses_anonymous(central: Node) -> None:
 
 @pytest.mark.units(DASHBOARD, STREAM)
 def test_dashboard_asks_for_a_login(device: Node) -> None:
-    browser = Browser(device.url(""))
+    browser = device.browser()
     status, _, body = browser.get("/")  # follows the redirect to /login
     assert status == 200
     assert b"password" in body.lower()
@@ -394,7 +393,7 @@ def test_dashboard_asks_for_a_login(device: Node) -> None:
 
 @pytest.mark.units(DASHBOARD, STREAM, COUNTER)
 def test_dashboard_serves_video_after_login(device: Node) -> None:
-    browser = Browser(device.url(""))
+    browser = device.browser()
     status, page = browser.login(device.secret("dashboard-password"))
     assert status == 200, page[:300]
     status, _, api = browser.get("/api/state")
@@ -409,7 +408,7 @@ def test_dashboard_serves_video_after_login(device: Node) -> None:
 
 @pytest.mark.units(DASHBOARD, COUNTER)
 def test_healthz_and_metrics(device: Node) -> None:
-    browser = Browser(device.url(""))
+    browser = device.browser()
     status, _, body = browser.get("/healthz")
     assert status == 200, body
     assert json.loads(body)["status"] == "ok"
