@@ -67,17 +67,21 @@ EOF
     (cd "$ROOT" && ansible-playbook -i inventory/demo.yml -i "$STATE_DIR/demo-connection.yml" playbooks/site.yml)
     local took=$((SECONDS - started))
     local ssh="ssh -i $key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@$address"
+    local fingerprint
+    fingerprint=$($ssh openssl x509 -noout -fingerprint -sha256 -in /etc/people-counter/tls/dashboard.crt | cut -d= -f2)
     cat <<EOF
 
 The people counter runs on the demo host (provisioned in ${took} s).
 
-  Dashboard   http://$address:8080/
+  Dashboard   https://$address:8443/   (http://$address:8080/ redirects there)
+              The certificate is the device's own, self-signed: accept it in the browser
+              if its SHA-256 fingerprint is $fingerprint
   Login       password: $(cat "$CREDENTIALS/dashboard-password")
               (kept on this machine in inventory/credentials/$HOST/dashboard-password)
   Live state  $ssh \\
                 mosquitto_sub -h 127.0.0.1 -u people-counter-web -P '$(cat "$CREDENTIALS/mqtt-people-counter-web")' \\
                 -t 'people_counter/$HOST/#' -v
-  Health      curl -s http://$address:8080/healthz
+  Health      curl -sk https://$address:8443/healthz
   A shell     $ssh
   Remove it   molecule/demo.sh down   (make demo-down)
 EOF
