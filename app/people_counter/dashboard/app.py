@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from people_counter.dashboard import auth, history
+from people_counter.dashboard import auth, history, line_editor
 from people_counter.dashboard.config import DashboardConfig, read_password_hash
 from people_counter.dashboard.live import LiveFeed
 from people_counter.dashboard.metrics import render_metrics
@@ -156,6 +156,7 @@ def build_app(cfg: DashboardConfig) -> web.Application:
     app.router.add_get("/api/history", api_history)
     app.router.add_get("/api/history.csv", api_history_csv)
     app.router.add_get("/api/alerts", api_alerts)
+    line_editor.add_routes(app, cfg.line_editor)
     app.router.add_static("/static", STATIC_DIR)
     return app
 

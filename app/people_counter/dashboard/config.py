@@ -24,6 +24,7 @@ the defaults of everything but the password hash:
     jpeg_socket: /run/people-counter/mjpeg.sock         # people-counter-stream's output
     stale_after_s: 10
     max_viewers: 20
+    line_editor: {override_file: /var/lib/people-counter/line/counting-line.yml}   # optional
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from people_counter.config import read_yaml, validate_document
+from people_counter.config import DEFAULT_CONFIG_PATH, read_yaml, validate_document
 from people_counter.contract import DEFAULT_TOPIC_PREFIX
 from people_counter.dashboard.passwords import check_hash_format
 from people_counter.errors import ConfigError
@@ -95,6 +96,14 @@ class DashboardMqttConfig(Section):
         return value
 
 
+class LineEditorConfig(Section):
+    """The counting line drawn on the live image: written to `override_file`, which must be the
+    counter's counting.override_file; until then the line shown is `counter_config`'s."""
+
+    override_file: Path
+    counter_config: Path = DEFAULT_CONFIG_PATH
+
+
 class DashboardConfig(Section):
     listen: ListenConfig = ListenConfig()
     auth: AuthConfig
@@ -108,6 +117,8 @@ class DashboardConfig(Section):
     stale_after_s: float = Field(default=10.0, gt=0, le=300)
     max_viewers: int = Field(default=20, ge=1, le=500)
     """Open video streams at once; more get 503 (each costs a socket and a little CPU)."""
+    line_editor: LineEditorConfig | None = None
+    """None: the counting line is set in the counter's config only."""
 
 
 def load_dashboard_config(path: Path) -> DashboardConfig:
