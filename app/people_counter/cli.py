@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import logging
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import people_counter
 from people_counter.command_runner import run_command
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, load_config
 from people_counter.errors import UserError
@@ -123,8 +125,19 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed distribution's version (the package's own when run from a source tree)."""
+    try:
+        return importlib.metadata.version("people-counter")
+    except importlib.metadata.PackageNotFoundError:
+        return people_counter.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="people-counter", description=__doc__)
+    # Every command takes --version: the top level and each subcommand get it from this parent.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--version", action="version", version=f"people-counter {version()}")
+    parser = argparse.ArgumentParser(prog="people-counter", description=__doc__, parents=[common])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -132,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG_PATH, help="config file (YAML)")
         p.add_argument("--state-dir", type=Path, help="override state_dir from the config")
 
-    run_p = sub.add_parser("run", help="count people on the configured input")
+    run_p = sub.add_parser("run", help="count people on the configured input", parents=[common])
     with_config(run_p)
     run_p.add_argument(
         "--input",
@@ -146,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.set_defaults(func=_cmd_run)
 
     eval_p = sub.add_parser(
-        "eval", help="score counting and tracking against MOT Challenge ground truth (needs the eval extra)"
+        "eval",
+        help="score counting and tracking against MOT Challenge ground truth (needs the eval extra)",
+        parents=[common],
     )
     with_config(eval_p)
     scored = eval_p.add_mutually_exclusive_group(required=True)
@@ -163,13 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     eval_p.set_defaults(func=_cmd_eval)
 
-    check_p = sub.add_parser("check-config", help="validate a config file")
+    check_p = sub.add_parser("check-config", help="validate a config file", parents=[common])
     check_p.add_argument("file", type=Path)
     check_p.set_defaults(func=_cmd_check_config)
 
-    model_p = sub.add_parser("model", help="manage the detection model")
+    model_p = sub.add_parser("model", help="manage the detection model", parents=[common])
     model_sub = model_p.add_subparsers(dest="model_command", required=True)
-    prepare_p = model_sub.add_parser("prepare", help="download, check and convert a catalog model")
+    prepare_p = model_sub.add_parser("prepare", help="download, check and convert a catalog model", parents=[common])
     with_config(prepare_p)
     prepare_p.add_argument("--name", choices=list(CATALOG), help="the model (default: model.name from the config)")
     prepare_p.add_argument(
@@ -180,11 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare_p.add_argument("--force", action="store_true", help="convert again even if cached")
     prepare_p.set_defaults(func=_cmd_model_prepare)
 
-    sample_p = sub.add_parser("sample", help="fetch the sample video (vtest.avi) into the cache")
+    sample_p = sub.add_parser("sample", help="fetch the sample video (vtest.avi) into the cache", parents=[common])
     sample_p.add_argument("--deb", type=Path, help="an opencv-doc .deb already on disk")
     sample_p.set_defaults(func=_cmd_sample)
 
-    reset_p = sub.add_parser("reset", help="start a new count (history stays)")
+    reset_p = sub.add_parser("reset", help="start a new count (history stays)", parents=[common])
     with_config(reset_p)
     reset_p.set_defaults(func=_cmd_reset)
     return parser

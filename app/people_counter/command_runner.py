@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 
-from people_counter.errors import UserError
+from people_counter.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, UserError
+from people_counter.logging_setup import configure_logging, error_line
 from people_counter.priority import share_nice_with_autogroup
+
+log = logging.getLogger("people_counter.command_runner")
 
 
 def run_command(prog: str, verbose: bool, body: Callable[[], int]) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(verbose)
     share_nice_with_autogroup()
     try:
         return int(body())
     except UserError as error:
-        print(f"{prog}: {error}", file=sys.stderr)
+        error_line(f"{prog}: {error}")
         return error.exit_status
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the last resort: one line, the traceback at debug level
+        error_line(f"{prog}: unexpected error: {type(error).__name__}: {error} (--verbose shows the traceback)")
+        log.debug("the traceback of the unexpected error", exc_info=True)
+        return EXIT_RUNTIME

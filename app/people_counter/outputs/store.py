@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple, cast
 
-from people_counter.errors import UserError
+from people_counter.errors import EXIT_STORE, UserError
 from people_counter.paths import database_path
 from people_counter.stage_data import (
     Alert,
@@ -58,6 +58,8 @@ DB_MODE = 0o640
 
 class StoreError(UserError):
     """The database cannot be opened or has a schema this version does not know."""
+
+    exit_status = EXIT_STORE
 
 
 # -- schema ------------------------------------------------------------------------------------
