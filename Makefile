@@ -9,6 +9,8 @@ STAMPS := $(CURDIR)/.cache/stamps
 export PEOPLE_COUNTER_CACHE ?= /var/cache/people-counter
 export PEOPLE_COUNTER_MODEL_STATE ?= $(PEOPLE_COUNTER_CACHE)/test-state
 MODEL_STATE := $(PEOPLE_COUNTER_MODEL_STATE)
+PROMTOOL_DIR := $(PEOPLE_COUNTER_CACHE)/promtool
+export PEOPLE_COUNTER_PROMTOOL := $(PROMTOOL_DIR)/usr/bin/promtool
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(VENV)/bin:$(PATH)
 
@@ -49,7 +51,13 @@ assets: $(STAMPS)/venv
 	$(VENV)/bin/people-counter model prepare --state-dir $(MODEL_STATE) --name ssdlite
 	$(PY) -m people_counter.prepare.ffmpeg
 
-setup: assets
+# promtool (the /metrics test) out of Debian's prometheus package, not installed: that would start a server.
+$(PEOPLE_COUNTER_PROMTOOL): | $(STAMPS)/apt
+	rm -rf $(PROMTOOL_DIR) && mkdir -p $(PROMTOOL_DIR)
+	cd $(PROMTOOL_DIR) && apt-get download -qq prometheus && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool
+	rm -f $(PROMTOOL_DIR)/prometheus_*.deb
+
+setup: assets $(PEOPLE_COUNTER_PROMTOOL)
 
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check app molecule playbooks/strategy_plugins roles

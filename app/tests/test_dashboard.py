@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import threading
 import time
@@ -205,41 +204,6 @@ def test_healthz_follows_state_freshness(pair: LivePair, counter: CounterPublish
     assert json.loads(pair.get("/healthz")[2])["status"] == "stale"
     counter.state(count=3, total=10)
     assert _wait(lambda: pair.get("/healthz")[0] == 200, 5)
-
-
-METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_]+="[^"]*"(,[a-zA-Z_]+="[^"]*")*\})? (\S+)$')
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    values: dict[str, float] = {}
-    types: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            name, kind = line.split()[2:4]
-            assert kind in ("gauge", "counter"), line
-            types.add(name)
-        elif line.startswith("# HELP ") or not line:
-            continue
-        else:
-            match = METRIC_LINE.match(line)
-            assert match, f"not Prometheus text: {line!r}"
-            assert match.group(1) in types, f"no TYPE for {match.group(1)}"
-            values[match.group(1)] = float(match.group(4))
-    return values
-
-
-def test_metrics_parse_and_carry_the_figures(pair: LivePair, counter: CounterPublisher) -> None:
-    counter.state(count=4, total=21, **{"in": 9, "out": 5}, fps=9.5, inference_ms=7.25, dropped_frames=2)
-    assert _wait(lambda: parse_metrics(pair.get("/metrics")[2].decode()).get("people_counter_total") == 21, 5)
-    status, headers, body = pair.get("/metrics")
-    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
-    values = parse_metrics(body.decode())
-    assert values["people_counter_count"] == 4
-    assert values["people_counter_in"] == 9 and values["people_counter_out"] == 5
-    assert values["people_counter_fps"] == 9.5 and values["people_counter_inference_ms"] == 7.25
-    assert values["people_counter_dropped_frames"] == 2
-    assert values["people_counter_state_fresh"] == 1
-    assert values["people_counter_dashboard_broker_connected"] == 1
 
 
 def test_sse_pushes_state_and_alerts_from_mosquitto(pair: LivePair, cookie: str, counter: CounterPublisher) -> None:

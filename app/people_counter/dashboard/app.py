@@ -20,7 +20,7 @@ from aiohttp import web
 from people_counter.dashboard import auth, history, line_editor
 from people_counter.dashboard.config import DashboardConfig, read_password_hash
 from people_counter.dashboard.live import LiveFeed
-from people_counter.dashboard.metrics import render_metrics
+from people_counter.dashboard.metrics import metrics_handler
 from people_counter.dashboard.mjpeg import JpegSource
 from people_counter.errors import ConfigError
 
@@ -94,15 +94,6 @@ async def healthz(request: web.Request) -> web.Response:
     return _json(body, 200 if feed.fresh() else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    text = render_metrics(request.app[FEED_KEY], request.app[VIDEO_KEY])
-    # The Prometheus text exposition format announces its version in the content type.
-    return web.Response(
-        body=text.encode(),
-        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"},
-    )
-
-
 async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: also reaches streamed responses (video, SSE) before their headers go."""
     # Everything is served from this device: no CDN, no inline script, no framing.
@@ -148,7 +139,7 @@ def build_app(cfg: DashboardConfig) -> web.Application:
     app.router.add_post("/login", post_login)
     app.router.add_post("/logout", post_logout)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics_handler(cfg.metrics, feed, video))
     app.router.add_get("/events", feed.sse)
     app.router.add_get("/video.mjpg", video.serve)
     app.router.add_get("/snapshot.jpg", video.snapshot)

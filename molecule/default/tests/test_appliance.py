@@ -416,9 +416,12 @@ def test_healthz_and_metrics(device: Node) -> None:
     assert status == 200
     assert headers.get("Content-Type", "").startswith("text/plain")
     samples = _parse_prometheus(body.decode())
-    assert "people_counter_total" in samples
-    assert samples["people_counter_total"] >= 0
-    assert samples.get("people_counter_state_fresh") == 1
+    assert samples["peoplecounter_entries_total"] >= 0
+    assert samples.get("peoplecounter_state_fresh") == 1
+    assert samples.get("peoplecounter_input_up") == 1
+    assert samples.get("peoplecounter_dashboard_mqtt_connected") == 1
+    assert samples.get("peoplecounter_build_info") == 1
+    assert samples["process_resident_memory_bytes"] > 0
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(\s+\d+)?$")
