@@ -262,17 +262,20 @@ def test_a_bearer_token_guards_metrics(broker: MosquittoBroker) -> None:
             assert status == 200 and "peoplecounter_build_info" in body
 
 
-def test_an_unreadable_token_file_is_one_line_and_exit_2(dashboard: DashboardProcess, tmp_path: Path) -> None:
-    config = yaml.safe_load(dashboard.config_path.read_text())
-    config["metrics"] = {"token_file": str(tmp_path / "missing.token")}
-    path = tmp_path / "dashboard.yml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run(
-        [sys.executable, "-m", "people_counter.dashboard.cli", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert "metrics.token_file: cannot read" in proc.stderr and "Traceback" not in proc.stderr
+def test_an_unreadable_or_empty_token_file_is_one_line_and_exit_2(dashboard: DashboardProcess, tmp_path: Path) -> None:
+    (tmp_path / "empty.token").write_text("\n")
+    for name, problem in (("missing.token", "cannot read"), ("empty.token", "is empty")):
+        config = yaml.safe_load(dashboard.config_path.read_text())
+        config["metrics"] = {"token_file": str(tmp_path / name)}
+        path = tmp_path / "dashboard.yml"
+        path.write_text(yaml.safe_dump(config))
+        proc = subprocess.run(
+            [sys.executable, "-m", "people_counter.dashboard.cli", "-c", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "metrics.token_file: " in proc.stderr and problem in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
