@@ -163,7 +163,7 @@ class DashboardMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.totals = MonotonicTotals()
-        self._last_state_ts = float("-inf")
+        self._last_state_ts: float | None = None
         build = Gauge("peoplecounter_build_info", "The dashboard's version.", ["version"], registry=self.registry)
         build.labels(__version__).set(1)
         self.messages = Counter(
@@ -203,9 +203,9 @@ class DashboardMetrics:
             value = _number(state.get(key))
             if value is not None:
                 self.totals.update(key, value)
-        # A retained state heard again (a reconnect) is not a new observation.
+        # A retained state heard again (a reconnect: the same ts) is not a new observation.
         ts = _number(state.get("ts"))
-        if ts is None or ts <= self._last_state_ts:
+        if ts is None or ts == self._last_state_ts:
             return
         self._last_state_ts = ts
         inference_ms = _number(state.get("inference_ms"))
