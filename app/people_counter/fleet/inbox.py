@@ -1,0 +1,136 @@
+"""The central broker's messages, as plain data for the page: a paho subscription to every device.
+
+paho's network thread parses each message (topic, size, JSON) and appends it to a bounded
+deque; the page's loop drains it on its own beat (pump.py). No per-message wake-up of the
+asyncio loop: a thousand devices a second cost one drain per beat. When the loop cannot keep
+up, the oldest messages go first and are counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from people_counter.contract import DeviceTopic, DeviceTopics
+from people_counter.fleet.config import FleetMqttConfig
+
+log = logging.getLogger("people_counter.fleet.inbox")
+
+MAX_PENDING = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class FleetMessage:
+    device: str
+    kind: DeviceTopic
+    data: Any
+    """The JSON of state, event and alert; the text of available."""
+    received: float
+    """The page's wall-clock time (time.time()) when paho handed it over."""
+    retained: bool = False
+
+
+class Inbox:
+    """A subscription to <prefix>/+/<each device topic> on the central broker."""
+
+    def __init__(self, cfg: FleetMqttConfig, max_message_bytes: int, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.max_message_bytes = max_message_bytes
+        self.clock = clock
+        pattern = DeviceTopics(cfg.topic_prefix, "+")
+        self.subscriptions = [pattern.topic(kind) for kind in pattern.by_topic().values()]
+        lead = f"{cfg.topic_prefix}/+/"
+        self._kinds = {topic[len(lead) :]: kind for topic, kind in pattern.by_topic().items()}
+        self._pending: collections.deque[FleetMessage] = collections.deque(maxlen=MAX_PENDING)
+        self.dropped = 0
+        self.ignored = 0
+        self.connected = False
+        self.error = ""
+        self._lock = threading.Lock()
+        self._client: mqtt.Client | None = None
+
+    def start(self) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id)
+        if self.cfg.username:
+            password = None
+            if self.cfg.password_file is not None:
+                password = self.cfg.password_file.read_text(encoding="utf-8").strip()
+            client.username_pw_set(self.cfg.username, password)
+        if self.cfg.ca_file is not None:
+            client.tls_set(ca_certs=str(self.cfg.ca_file), cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(1, 10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.connect_async(self.cfg.host, self.cfg.port, keepalive=10)
+        client.loop_start()
+        self._client = client
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def drain(self) -> list[FleetMessage]:
+        """Everything received since the last drain, oldest first."""
+        with self._lock:
+            messages = list(self._pending)
+            self._pending.clear()
+        return messages
+
+    # -- paho's thread ---------------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if reason.is_failure:
+            self.connected, self.error = False, f"refused: {reason}"
+            log.warning("the central broker refused the connection: %s", reason)
+            return
+        client.subscribe([(topic, 1) for topic in self.subscriptions])
+        self.connected, self.error = True, ""
+        log.info("subscribed to %s on %s:%d", ", ".join(self.subscriptions), self.cfg.host, self.cfg.port)
+
+    def _on_disconnect(self, _c: object, _u: object, _f: object, reason: Any, _p: object) -> None:
+        self.connected, self.error = False, f"disconnected: {reason}"
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        parsed = self.parse(message.topic, bytes(message.payload), bool(message.retain))
+        if parsed is None:
+            return
+        with self._lock:
+            if len(self._pending) == MAX_PENDING:
+                self.dropped += 1
+            self._pending.append(parsed)
+
+    def parse(self, topic: str, payload: bytes, retained: bool) -> FleetMessage | None:
+        device, _, rest = topic[len(self.cfg.topic_prefix) + 1 :].partition("/")
+        kind = self._kinds.get(rest)
+        if kind is None or not device:
+            return None
+        if len(payload) > self.max_message_bytes:
+            return self._ignore(topic, f"{len(payload)} bytes, over max_message_bytes")
+        data: Any
+        if kind == "available":
+            data = payload.decode(errors="replace")
+        else:
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                return self._ignore(topic, "not JSON")
+            if not isinstance(data, dict):
+                return self._ignore(topic, "not a JSON object")
+        return FleetMessage(device, kind, data, self.clock(), retained)
+
+    def _ignore(self, topic: str, why: str) -> None:
+        self.ignored += 1
+        # One line each; logging_setup's repeat filter holds back a flood of them.
+        log.warning("ignoring a message on %s: %s", topic, why)
