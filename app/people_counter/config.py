@@ -14,7 +14,7 @@ from typing import Annotated, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from people_counter.contract import DEFAULT_TOPIC_PREFIX
+from people_counter.contract import DEFAULT_DISCOVERY_PREFIX, DEFAULT_TOPIC_PREFIX
 from people_counter.errors import ConfigError
 from people_counter.prepare.model_catalog import CATALOG, DEFAULT_MODEL_NAME, ModelName
 
@@ -114,6 +114,21 @@ class TlsConfig(Section):
     insecure: bool = False
 
 
+def _topic_level(value: str) -> str:
+    if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
+        raise ValueError("must be a plain topic level without wildcards or edge slashes")
+    return value
+
+
+class HomeAssistantConfig(Section):
+    """Home Assistant MQTT discovery: retained configs that make the figures entities (off: cleared)."""
+
+    enabled: bool = True
+    prefix: str = DEFAULT_DISCOVERY_PREFIX
+
+    _topic_safe = field_validator("prefix")(_topic_level)
+
+
 class MqttConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
@@ -127,13 +142,9 @@ class MqttConfig(Section):
     heartbeat_s: float = Field(default=5.0, gt=0.0, le=5.0)
     max_queued: int = Field(default=1000, ge=10, le=100000)
     reconnect_max_s: float = Field(default=30.0, ge=1.0, le=600.0)
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
 
-    @field_validator("topic_prefix")
-    @classmethod
-    def _topic_safe(cls, value: str) -> str:
-        if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("must be a plain topic level without wildcards or edge slashes")
-        return value
+    _topic_safe = field_validator("topic_prefix")(_topic_level)
 
 
 class StoreConfig(Section):

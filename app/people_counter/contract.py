@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import time
 from collections.abc import Mapping
@@ -34,21 +35,38 @@ TOPICS_FILE = Path(__file__).with_name("mqtt_topics.yml")
 DeviceTopic = Literal["state", "event", "alert", "available"]
 
 
-def _load_topics(path: Path) -> tuple[str, dict[str, str], dict[str, str]]:
+def _load_topics(path: Path) -> tuple[str, dict[str, str], dict[str, str], str]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     prefix, device, compat = data["prefix"], data["device"], data["compat"]
     if set(device) != {"state", "event", "alert", "available"} or set(compat) != {"count", "duration"}:
         raise ValueError(f"{path}: the device topics must be state, event, alert, available; compat count, duration")
-    return str(prefix), {str(k): str(v) for k, v in device.items()}, {str(k): str(v) for k, v in compat.items()}
+    return (
+        str(prefix),
+        {str(k): str(v) for k, v in device.items()},
+        {str(k): str(v) for k, v in compat.items()},
+        str(data["discovery_prefix"]),
+    )
 
 
-DEFAULT_TOPIC_PREFIX, _DEVICE_TOPICS, _COMPAT_TOPICS = _load_topics(TOPICS_FILE)
+DEFAULT_TOPIC_PREFIX, _DEVICE_TOPICS, _COMPAT_TOPICS, DEFAULT_DISCOVERY_PREFIX = _load_topics(TOPICS_FILE)
 
 COMPAT_COUNT_TOPIC = _COMPAT_TOPICS["count"]
 """The original app's count topic: {"count": n, "total": m} in one message."""
 COMPAT_DURATION_TOPIC = _COMPAT_TOPICS["duration"]
 """The original app's dwell topic: {"duration": s}; its UI counts these messages as the total."""
 COMPAT_TOPICS = (COMPAT_COUNT_TOPIC, COMPAT_DURATION_TOPIC)
+
+HaComponent = Literal["sensor", "binary_sensor"]
+
+
+def discovery_topic(discovery_prefix: str, component: HaComponent, device_id: str, object_id: str) -> str:
+    """A Home Assistant discovery config topic: <prefix>/<component>/<node_id>/<object_id>/config.
+
+    The node_id is the device_id with what Home Assistant refuses in one made '_' (mqtt_topics.yml).
+    """
+    node_id = re.sub(r"[^A-Za-z0-9_-]", "_", device_id)
+    return f"{discovery_prefix}/{component}/{node_id}/{object_id}/config"
+
 
 AVAILABLE_ONLINE = "online"
 AVAILABLE_OFFLINE = "offline"
@@ -105,6 +123,8 @@ StateMessage = TypedDict(
         "ts": float,
         "store": "StoreStatus",
         "input_down_s": float,
+        "occupancy_alert": bool,
+        "loitering_alert": bool,
     },
 )
 """The retained `state`; the counter adds a few figures of its own (CounterState.extra)."""
@@ -149,6 +169,8 @@ def state_message(state: CounterState) -> dict[str, object]:
         "ts": round(state.ts, 3),
         "store": state.store,
         "input_down_s": round(float(state.input_down_s), 1),
+        "occupancy_alert": state.occupancy_alert,
+        "loitering_alert": state.loitering_alert,
     }
     return {**message, **state.extra}
 

@@ -46,6 +46,7 @@ def _state() -> CounterState:
         store="degraded",
         input_down_s=12.345,
         extra={"privacy_blur": True},
+        occupancy_alert=True,
     )
 
 
@@ -78,6 +79,8 @@ def test_payloads_have_the_documented_shape() -> None:
         "ts": 1700000000.123,
         "store": "degraded",
         "input_down_s": 12.3,
+        "occupancy_alert": True,
+        "loitering_alert": False,
         "privacy_blur": True,
     }
     assert set(contract.StateMessage.__annotations__) == set(state) - {"privacy_blur"}

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from people_counter.config import MqttConfig
+from people_counter.contract import StateMessage
 from people_counter.errors import ConfigError
 from people_counter.outputs.mqtt_publisher import RESERVED_SLOTS, MqttPublisher
 from people_counter.stage_data import Alert, CounterState, PersonEvent
+from testsupport.helpers import wait_until
 from testsupport.mosquitto_broker import (
     MessageCollector,
     MosquittoBroker,
@@ -51,15 +53,6 @@ def make_state(count: int = 1, total: int = 1, ts: float | None = None, fps: flo
         uptime_s=1.0,
         ts=time.time() if ts is None else ts,
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.fixture(scope="module")
@@ -181,10 +174,7 @@ def test_state_event_alert_available_payloads_and_retain(
         assert live.wait_count(f"{base}/event", 2)
 
         state = json.loads(live.on_topic(f"{base}/state")[-1].payload)
-        assert set(state) == {
-            "count", "total", "in", "out", "avg_duration_s", "fps", "inference_ms",
-            "dropped_frames", "input", "uptime_s", "ts",
-        }  # fmt: skip
+        assert set(state) == set(StateMessage.__annotations__)
         assert (state["count"], state["total"], state["input"]) == (2, 5, "ok")
         events = [json.loads(m.payload) for m in live.on_topic(f"{base}/event")]
         assert events == [
@@ -496,6 +486,10 @@ def test_compat_topics(broker: MosquittoBroker, password_file: Path, device_id: 
         ]
         assert [json.loads(m.payload) for m in ui.on_topic("person/duration")] == [{"duration": 4.5}]
         assert not any(m.retain for m in ui.messages)
+    # The original UI opened now, in a quiet scene, shows the figures at once: `person` is retained.
+    with collect(broker, ["person"], user="ui") as late:
+        person = late.wait_for(lambda m: m.topic == "person")
+        assert person is not None and person.retain and json.loads(person.payload) == {"count": 2, "total": 3}
     publisher.stop(None)
 
 

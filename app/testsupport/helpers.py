@@ -37,3 +37,13 @@ def wait_first(
             if remaining <= 0:
                 return None
             cond.wait(remaining)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    """Poll `condition` until it holds or the timeout passes; its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()

@@ -28,12 +28,12 @@ from types import TracebackType
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from people_counter.contract import COMPAT_TOPICS, DEFAULT_TOPIC_PREFIX
+from people_counter.contract import COMPAT_TOPICS, DEFAULT_DISCOVERY_PREFIX, DEFAULT_TOPIC_PREFIX
 from testsupport.helpers import free_port, wait_first
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-DEFAULT_USERS: Mapping[str, str] = {"counter": "counterpw", "dashboard": "dashpw", "ui": "uipw"}
+DEFAULT_USERS: Mapping[str, str] = {"counter": "counterpw", "dashboard": "dashpw", "ui": "uipw", "ha": "hapw"}
 
 
 def mosquitto_available() -> bool:
@@ -63,7 +63,10 @@ class MosquittoBroker:
         compat_user: str = "ui",
         port: int | None = None,
         tls: bool = False,
+        websockets: bool = False,
+        acl_text: str | None = None,
     ) -> None:
+        """`websockets` adds an MQTT-over-WebSockets listener (ws_port); `acl_text` replaces the ACL."""
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.topic_prefix = topic_prefix
         self.devices = tuple(devices)
@@ -72,6 +75,8 @@ class MosquittoBroker:
         self.compat_user = compat_user
         self.port = port if port is not None else free_port()
         self.tls_port: int | None = free_port() if tls else None
+        self.ws_port: int | None = free_port() if websockets else None
+        self.acl_text = self._acl_text() if acl_text is None else acl_text
         self.dir = Path(tempfile.mkdtemp(prefix="mosquitto-test-"))
         self.ca_file = self.dir / "ca.crt"
         """With tls=True: the CA that signed the broker's certificate (for 127.0.0.1 and localhost)."""
@@ -88,7 +93,7 @@ class MosquittoBroker:
         for user, password in self.users.items():
             subprocess.run([MOSQUITTO_PASSWD, "-b", str(passwd), user, password], check=True)
         acl = self.dir / "acl"
-        acl.write_text(self._acl_text(), encoding="utf-8")
+        acl.write_text(self.acl_text, encoding="utf-8")
         # Mosquitto started as root drops to the user 'mosquitto', which could not read this
         # private temp dir; naming the current user keeps it as it is.
         run_as = pwd.getpwuid(os.getuid()).pw_name
@@ -115,6 +120,8 @@ class MosquittoBroker:
                 f"certfile {certfile}",
                 f"keyfile {keyfile}",
             ]
+        if self.ws_port is not None:
+            lines += [f"listener {self.ws_port} {self.host}", "protocol websockets"]
         self.conf_path.write_text("\n".join([*lines, ""]), encoding="utf-8")
 
     def _make_certificates(self) -> tuple[Path, Path]:
@@ -138,7 +145,11 @@ class MosquittoBroker:
         lines = [f"user {self.counter_user}"]
         lines += [f"topic readwrite {self.topic_prefix}/{device}/#" for device in self.devices]
         lines += [f"topic write {topic}" for topic in COMPAT_TOPICS]
+        # Its own Home Assistant discovery configs (the role's rule, mqtt_topics.yml).
+        lines += [f"topic readwrite {DEFAULT_DISCOVERY_PREFIX}/+/{device}/+/config" for device in self.devices]
         lines += ["", f"user {self.dashboard_user}", f"topic read {self.topic_prefix}/#", ""]
+        # Home Assistant reads the discovery configs and the devices' topics.
+        lines += ["user ha", f"topic read {DEFAULT_DISCOVERY_PREFIX}/#", f"topic read {self.topic_prefix}/#", ""]
         # The original UI's user reads only the compatibility topics.
         lines += [f"user {self.compat_user}"] + [f"topic read {topic}" for topic in COMPAT_TOPICS] + [""]
         return "\n".join(lines)
@@ -168,7 +179,7 @@ class MosquittoBroker:
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                 raise RuntimeError(f"mosquitto exited with {self._process.returncode}: {err}{self.log()}")
-            if all(_port_accepts(self.host, port) for port in (self.port, self.tls_port) if port is not None):
+            if all(_port_accepts(self.host, p) for p in (self.port, self.tls_port, self.ws_port) if p is not None):
                 return
             time.sleep(0.02)
         self.kill()

@@ -195,6 +195,11 @@ class OccupancyAlarm:
         self._fired = True
         return Alert(type="occupancy", value=float(count), threshold=float(self.maximum), ts=ts)
 
+    @property
+    def raised(self) -> bool:
+        """The alert fired and the count is still above the maximum."""
+        return self._fired
+
 
 class PeopleCounter:
     """Turns each TrackerOutput into running totals, enter/exit events, line crossings and alerts.
@@ -237,6 +242,10 @@ class PeopleCounter:
         self.line.set_line(cfg.line)
         self._occupancy.maximum = cfg.occupancy_max
         self._occupancy.hold_s = cfg.occupancy_s
+
+    @property
+    def occupancy_alert(self) -> bool:
+        return self._occupancy.raised
 
     @property
     def loitering_alerted(self) -> tuple[int, ...]:

@@ -1,4 +1,6 @@
-"""The counter's MQTT output: retained state, events, alerts and availability (DESIGN.md, MQTT contract).
+"""The counter's MQTT output: retained state, events, alerts, availability and Home Assistant discovery.
+
+(DESIGN.md, MQTT contract; docs/mqtt.md.)
 
 The counting loop calls into this module on every frame, so no call here may wait on the
 broker. paho's network thread does all socket work; the calls below only hand messages to
@@ -36,6 +38,7 @@ from people_counter.contract import (
     state_message,
 )
 from people_counter.errors import ConfigError
+from people_counter.outputs.ha_discovery import discovery_messages
 from people_counter.outputs.paho_log import paho_logger
 from people_counter.stage_data import Alert, CounterState, PersonEvent
 
@@ -77,6 +80,11 @@ class MqttPublisher:
         self._state_mid: int | None = None
         self._republish = False
         self._compat_sent: tuple[int, int] | None = None
+        self._discovery = [
+            (topic, "" if message is None else payload(message))
+            for topic, message in discovery_messages(cfg.homeassistant, self.topics)
+        ]
+        self._discovery_due = False
         # Message ids handed to paho and not yet acknowledged: our view of paho's queue. paho
         # calls on_publish with its queue mutex held, so _ack_lock must never be held while
         # calling into paho. A PUBACK can beat the registration of its id: _early_acks.
@@ -188,8 +196,11 @@ class MqttPublisher:
         # connection must never leave stale figures behind.
         with self._lock:
             self._republish = True
-            self._compat_sent = None  # the original UI may have connected meanwhile
+            self._compat_sent = None  # a broker without persistence forgot the retained `person`
             self._send_state_if_due(self._clock())
+            # Retained, but sent again for the same reason as the state.
+            self._discovery_due = True
+            self._send_discovery()
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
         self._connected = False
@@ -307,6 +318,7 @@ class MqttPublisher:
             if force:
                 self._republish = True
             self._send_state_if_due(self._clock())
+            self._send_discovery()
 
     def _state_due(self, state: CounterState, now: float) -> bool:
         elapsed = now - self._sent_at
@@ -338,8 +350,22 @@ class MqttPublisher:
         if figures == self._compat_sent:
             return
         message = compat_count_message(state.count, state.total)
-        if self._publish_raw(COMPAT_COUNT_TOPIC, payload(message)) is not None:
+        # Retained, so that the original UI opened in a quiet scene shows the figures at once.
+        if self._publish_raw(COMPAT_COUNT_TOPIC, payload(message), retain=True) is not None:
             self._compat_sent = figures
+
+    def _send_discovery(self) -> None:
+        """With _lock held. The Home Assistant configs (or their removal), once per connection.
+
+        They wait until paho's queue has room for all of them: after an outage its backlog drains first.
+        """
+        if not self._discovery_due or not self._connected:
+            return
+        if self.queued_messages + len(self._discovery) > self.cfg.max_queued:
+            return
+        for topic, text in self._discovery:
+            self._publish_raw(topic, text, retain=True)
+        self._discovery_due = False
 
     # -- shutdown ------------------------------------------------------------------------------------
 
