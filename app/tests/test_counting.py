@@ -253,6 +253,16 @@ def test_occupancy_fires_once_after_the_hold_and_rearms() -> None:
     assert fired == [("occupancy", 5.0, 3.0, 2.0), ("occupancy", 26.0, 4.0, 2.0)]
 
 
+def test_occupancy_alert_holds_from_the_alert_until_the_count_is_back_at_the_maximum() -> None:
+    """The state's occupancy_alert (Home Assistant's binary sensor)."""
+    counter = PeopleCounter(CountingConfig(occupancy_max=2, occupancy_s=5.0, loitering_s=1000.0), FRAME)
+    held = []
+    for ts, n in [(t / 10, 3) for t in range(100)] + [(10.0 + t / 10, 2) for t in range(10)]:
+        counter.update(crowd(n, ts))
+        held.append(counter.occupancy_alert)
+    assert held == [False] * 50 + [True] * 50 + [False] * 10
+
+
 def test_occupancy_must_be_continuous() -> None:
     counter = PeopleCounter(CountingConfig(occupancy_max=2, occupancy_s=5.0), FRAME)
     fired = []
