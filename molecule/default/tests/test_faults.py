@@ -159,7 +159,9 @@ def test_bridge_queues_while_the_central_broker_is_down(
 # Bad values: the play fails on the controller, naming the value, before any device changes.
 
 
-def run_site(*extra_vars: str) -> subprocess.CompletedProcess[str]:
+def run_site(
+    *extra_vars: str, playbook: str = "site.yml", verbose: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
     if ephemeral:
@@ -177,7 +179,9 @@ def run_site(*extra_vars: str) -> subprocess.CompletedProcess[str]:
     ]
     for value in extra_vars:
         argv += ["-e", value]
-    argv.append(str(PROJECT_DIR / "playbooks" / "site.yml"))
+    if verbose:
+        argv.append("-v")
+    argv.append(str(PROJECT_DIR / "playbooks" / playbook))
     return subprocess.run(
         argv, capture_output=True, text=True, env=env, timeout=600, check=False
     )
@@ -207,6 +211,11 @@ def _fingerprint(device: Node) -> dict[str, str]:
             "tracker.confirm_hits",
             id="config",
         ),
+        pytest.param(
+            json.dumps({"people_counter_input": {}}),
+            "people_counter_input is not set",
+            id="no-input",
+        ),
     ],
 )
 def test_bad_value_fails_before_any_change(
@@ -224,6 +233,35 @@ def test_bad_value_fails_before_any_change(
     assert "PLAY [People-counter devices]" not in output, "the device play ran"
     after = {device.name: _fingerprint(device) for device in devices}
     assert after == before
+
+
+def test_a_host_override_merges_over_the_group_key_by_key() -> None:
+    """people_counter_host_config sets the line; the group's occupancy_max and retention stay.
+    The validation play prints each device's merged config with -v, the camera's password masked."""
+    result = run_site(
+        json.dumps(
+            {
+                "people_counter_host_config": {
+                    "counting": {"line": [[0.0, 0.25], [1.0, 0.25]]}
+                },
+                "people_counter_input": {
+                    "source": "rtsp://admin:p@ss!w0rd@192.0.2.9/stream1"
+                },
+            }
+        ),
+        playbook="validate.yml",
+        verbose=True,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "0.25" in output, output[-3000:]
+    assert "occupancy_max: 10" in output and "retention_days: 30" in output, output[
+        -3000:
+    ]
+    assert "***@192.0.2.9" in output, output[-3000:]
+    assert "p@ss" not in output and "w0rd" not in output, (
+        "the camera's password was printed"
+    )
 
 
 # A device reboot (power off and on again): the appliance comes back by itself with its totals.
