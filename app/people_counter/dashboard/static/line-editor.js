@@ -99,7 +99,8 @@
     const round = (v) => Math.round(v * 10000) / 10000;
     const body = JSON.stringify({ line: line.map(([x, y]) => [round(x), round(y)]) });
     try {
-      const res = await fetch("/api/line", { method: "POST", body,
+      // The page's Referrer-Policy (no-referrer) would send "Origin: null": same-origin sends ours.
+      const res = await fetch("/api/line", { method: "POST", body, referrerPolicy: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": token } });
       const answer = await res.json();
       if (!res.ok) { say(answer.error || `HTTP ${res.status}`, true); return; }
