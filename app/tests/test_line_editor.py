@@ -5,6 +5,8 @@ file refused with the line kept)."""
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,6 +27,7 @@ from people_counter.dashboard import line_editor
 from people_counter.dashboard.config import LineEditorConfig
 from people_counter.errors import ConfigError
 from people_counter.stage_data import PersonTrack, TrackerOutput
+from testsupport.live_stack import DashboardProcess
 
 VERTICAL = ((0.5, 0.0), (0.5, 1.0))
 COOKIE = {"pc_session": "a-session-cookie"}
@@ -311,3 +314,38 @@ def test_a_bad_file_leaves_the_counter_on_its_line(
     assert loop.counter.line_px == ((0.0, 144.0), (768.0, 144.0))
     assert len(caplog.records) == 1
     assert "the two points must differ" in caplog.records[0].getMessage()
+
+
+# --- the whole dashboard: the login and the Origin check in front of the endpoints ---------------
+
+
+def request(url: str, method: str, path: str, body: str = "", headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    host = url.split("/", 3)[2]
+    conn = http.client.HTTPConnection(host, timeout=10)
+    try:
+        conn.request(method, path, body or None, headers or {})
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, json.loads(data) if data.startswith(b"{") else data
+    finally:
+        conn.close()
+
+
+def test_the_dashboard_wants_the_login_and_this_sites_origin(editor: LineEditorConfig, tmp_path: Path) -> None:
+    extra = {"line_editor": {"override_file": str(editor.override_file), "counter_config": str(editor.counter_config)}}
+    with DashboardProcess(tmp_path, None, tmp_path / "mjpeg.sock", extra=extra) as dashboard:
+        body = json.dumps({"line": VERTICAL})
+        assert request(dashboard.url, "GET", "/api/line")[0] == 401
+        assert request(dashboard.url, "POST", "/api/line", body, {"Content-Type": "application/json"})[0] == 401
+
+        _, cookie = dashboard.login()
+        status, answer = request(dashboard.url, "GET", "/api/line", headers={"Cookie": cookie})
+        assert status == 200
+        headers = {"Cookie": cookie, "Content-Type": "application/json", "X-CSRF-Token": answer["csrf_token"]}
+        status, _ = request(dashboard.url, "POST", "/api/line", body, {**headers, "Origin": "http://evil.example"})
+        assert status == 403
+        assert not editor.override_file.exists()
+
+        status, _ = request(dashboard.url, "POST", "/api/line", body, {**headers, "Origin": dashboard.url})
+        assert status == 200
+        assert read_line_override(editor.override_file) == VERTICAL
