@@ -24,7 +24,9 @@ the defaults of everything but the password hash:
     jpeg_socket: /run/people-counter/mjpeg.sock         # people-counter-stream's output
     stale_after_s: 10
     max_viewers: 20
-    line_editor: {override_file: /var/lib/people-counter/line/counting-line.yml}   # optional
+    line_editor:               # optional: the counting line placed on the live view
+      override_file: /var/lib/people-counter/line/counting-line.yml   # the counter's counting.override_file
+      counter_config: /etc/people-counter/config.yml                  # its line is shown until one is saved
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class LineEditorConfig(Section):
     """The counting line drawn on the live image: written to `override_file`, which must be the
     counter's counting.override_file; until then the line shown is `counter_config`'s."""
 
-    override_file: Path
+    override_file: Path = Path("/var/lib/people-counter/line/counting-line.yml")
     counter_config: Path = DEFAULT_CONFIG_PATH
 
 
