@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import pytest
 import testinfra
 import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
 from testinfra.backend.base import CommandResult
 from testinfra.host import Host
 
@@ -40,6 +41,7 @@ INVENTORY_DIR = INVENTORY_FILE.parent
 # Beside the inventory directory, not in it (group_vars/molecule_fleet.yml says why).
 CREDENTIALS_DIR = INVENTORY_DIR.parent / "credentials"
 LAUNCHER = PROJECT_DIR / "molecule" / "launcher" / "nspawn_hosts.py"
+VAULT_PASSWORD_FILE = PROJECT_DIR / "molecule" / "default" / "vault-password"
 
 MOSQUITTO = "mosquitto.service"
 DASHBOARD = "people-counter-dashboard.service"
@@ -86,6 +88,12 @@ def role_default(role: str, name: str) -> Any:
         )
     )
     return defaults[name]
+
+
+def unvault(data: bytes) -> str:
+    """The plaintext of a file the roles wrote with the scenario's vault password."""
+    secret = VaultSecret(VAULT_PASSWORD_FILE.read_bytes().strip())
+    return VaultLib([("default", secret)]).decrypt(data).decode("utf-8").strip()
 
 
 def wait_for(
@@ -141,8 +149,8 @@ class Node:
         return result.stdout
 
     def secret(self, name: str) -> str:
-        """A password the roles generated and keep on the controller."""
-        return (CREDENTIALS_DIR / self.name / name).read_text(encoding="utf-8").strip()
+        """A password the roles generated and keep on the controller, Vault-encrypted."""
+        return unvault((CREDENTIALS_DIR / self.name / name).read_bytes())
 
     def mqtt_password(self, user: str) -> str:
         return self.secret(f"mqtt-{user}")
