@@ -385,8 +385,9 @@ class CountingLoop:
                 self.publisher.start()
                 return
         if new.counting != self.config.counting:
-            self.line_override = LineOverride(new.counting.override_file)
-            self.line_override.poll()
+            if new.counting.override_file != self.config.counting.override_file:
+                self.line_override = LineOverride(new.counting.override_file)
+                self.line_override.poll()
             self.counter.reconfigure(self.line_override.applied_to(new.counting))
             if new.counting.daily_reset != self.config.counting.daily_reset:
                 self.daily_reset = DailyReset(new.counting.daily_reset, now=self.clock())

@@ -315,6 +315,16 @@ def test_a_bad_file_leaves_the_counter_on_its_line(
     assert len(caplog.records) == 1
     assert "the two points must differ" in caplog.records[0].getMessage()
 
+    # A reload that changes the counting section keeps the line in force too.
+    config_file = loop.options.config_path
+    assert config_file is not None
+    settings = yaml.safe_load(config_file.read_text())
+    settings["counting"]["occupancy_max"] = 3
+    write_config(config_file, settings)
+    loop._reload()
+    assert loop.config.counting.occupancy_max == 3
+    assert loop.counter.line_px == ((0.0, 144.0), (768.0, 144.0))
+
 
 # --- the whole dashboard: the login and the Origin check in front of the endpoints ---------------
 
