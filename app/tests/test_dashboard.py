@@ -41,7 +41,9 @@ def broker() -> Iterator[MosquittoBroker]:
 
 @pytest.fixture(scope="module")
 def pair(broker: MosquittoBroker) -> Iterator[LivePair]:
-    with short_tmp() as run, LivePair(run, broker, device_id=DEVICE, width=640, stale_after_s=3.0) as p:
+    # A long write timeout: test_mjpeg_fan_out_with_a_stalled_viewer's stalled viewer stays a viewer.
+    extra = {"limits": {"write_timeout_s": 120}}
+    with short_tmp() as run, LivePair(run, broker, device_id=DEVICE, width=640, stale_after_s=3.0, extra=extra) as p:
         yield p
 
 

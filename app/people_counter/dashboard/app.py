@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import signal
 import ssl
@@ -17,14 +16,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from people_counter.dashboard import auth, history, line_editor
+from people_counter.dashboard import auth, health, history, line_editor
 from people_counter.dashboard.config import DashboardConfig, read_password_hash
+from people_counter.dashboard.listen import listen, runner_options
 from people_counter.dashboard.live import LiveFeed
+from people_counter.dashboard.login_limit import LoginLimiter
 from people_counter.dashboard.metrics import metrics_handler
 from people_counter.dashboard.mjpeg import JpegSource
+from people_counter.dashboard.revocations import RevokedSessions
 from people_counter.errors import ConfigError
-
-log = logging.getLogger("people_counter.dashboard")
 
 STATIC_DIR = Path(__file__).with_name("static")
 CONFIG_KEY = web.AppKey("config", DashboardConfig)
@@ -82,16 +82,28 @@ async def api_alerts(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 only while the counter's state is fresh, its input up and its store writing (health.py)."""
     feed = request.app[FEED_KEY]
     age = feed.state_age_s()
+    verdict = health.assess(
+        feed.state,
+        age,
+        feed.stale_after_s,
+        feed.input_not_ok_for_s(),
+        request.app[CONFIG_KEY].input_down_after_s,
+    )
     body = {
-        "status": "ok" if feed.fresh() else "stale",
+        "status": verdict.status,
+        "problems": verdict.problems,
         "state_age_s": None if age is None else round(age, 2),
         "stale_after_s": feed.stale_after_s,
+        "input": feed.state.get("input"),
+        "input_down_s": None if verdict.input_down_s is None else round(verdict.input_down_s, 1),
+        "store": feed.state.get("store"),
         "broker_connected": feed.broker_connected,
         "encoder": request.app[VIDEO_KEY].encoder_health()["state"],
     }
-    return _json(body, 200 if feed.fresh() else 503)
+    return _json(body, 200 if verdict.ok else 503)
 
 
 async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
@@ -102,20 +114,27 @@ async def security_headers(_request: web.Request, response: web.StreamResponse) 
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
 
 
 def build_app(cfg: DashboardConfig) -> web.Application:
-    app = web.Application(middlewares=[auth.require_login])
+    # The only body read is the login form's: a few bytes.
+    app = web.Application(middlewares=[auth.same_origin_posts, auth.require_login], client_max_size=16 * 1024)
     app.on_response_prepare.append(security_headers)
     secret = auth.load_or_create_secret(cfg.auth.session_secret_file)
+    revoked = RevokedSessions(cfg.auth.session_secret_file.with_name("ended-sessions.json"))
     app[auth.SESSIONS_KEY] = auth.Sessions(
-        read_password_hash(cfg), secret, cfg.auth.session_max_age_s, secure=cfg.tls is not None
+        read_password_hash(cfg), secret, cfg.auth.session_max_age_s, secure=cfg.tls is not None, revoked=revoked
     )
+    app[auth.LIMITER_KEY] = LoginLimiter()
+    app[auth.BODY_TIMEOUT_KEY] = cfg.limits.body_timeout_s
     app[CONFIG_KEY] = cfg
     app[STARTED_KEY] = time.time()
-    feed = LiveFeed(cfg.mqtt, cfg.stale_after_s)
-    video = JpegSource(cfg.jpeg_socket, cfg.max_viewers)
+    feed = LiveFeed(cfg.mqtt, cfg.stale_after_s, cfg.limits.max_message_bytes, cfg.limits.write_timeout_s)
+    video = JpegSource(cfg.jpeg_socket, cfg.max_viewers, cfg.limits.write_timeout_s)
     feed.extra_health = lambda: {
         "encoder": video.encoder_health(),
         "dashboard_uptime_s": round(time.time() - app[STARTED_KEY]),
@@ -165,13 +184,10 @@ def _ssl_context(cfg: DashboardConfig) -> ssl.SSLContext | None:
 
 async def serve(cfg: DashboardConfig) -> None:
     app = build_app(cfg)
-    # handler_cancellation: a viewer or SSE client that disconnects ends its handler at once.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0, handler_cancellation=True)
+    context = _ssl_context(cfg)
+    runner = web.AppRunner(app, **runner_options(cfg))
     await runner.setup()
-    site = web.TCPSite(runner, cfg.listen.host, cfg.listen.port, ssl_context=_ssl_context(cfg))
-    await site.start()
-    scheme = "https" if cfg.tls else "http"
-    log.info("dashboard on %s://%s:%d", scheme, cfg.listen.host, cfg.listen.port)
+    listening = await listen(runner, cfg, context)
     _notify("READY=1")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -179,6 +195,7 @@ async def serve(cfg: DashboardConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     _notify("STOPPING=1")
+    await listening.close()
     await runner.cleanup()
 
 

@@ -1,8 +1,11 @@
 """The login: a scrypt password hash from the config and a signed, expiring session cookie.
 
-The password hash is passwords.py's. The session cookie is `<expiry>.<hmac>`; its HMAC key
-mixes the session secret with the password hash, so changing the password logs
-everybody out. The cookie is HttpOnly, SameSite=Strict, and Secure when HTTPS is on.
+The password hash is passwords.py's. The session cookie is `<id>.<expiry>.<hmac>`; its HMAC
+key mixes the session secret with the password hash, so changing the password logs
+everybody out. A logout ends its session on the server (revocations.py), so the old cookie
+is refused at once, after a restart too. The cookie is HttpOnly, SameSite=Strict, and
+Secure when HTTPS is on. Guessing is slowed per address (login_limit.py), and a POST
+from another site's page (its Origin) is refused.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from people_counter.dashboard.login_limit import LoginLimiter
 from people_counter.dashboard.passwords import verify_password
+from people_counter.dashboard.revocations import RevokedSessions
 
 COOKIE = "pc_session"
-_FAILED_LOGIN_DELAY_S = 0.5  # slows password guessing without a lockout to manage
 
 # Reachable without a session: health probes, metrics scrapers, and the login page itself.
 PUBLIC_PATHS = frozenset({"/healthz", "/metrics", "/login", "/static/login.css", "/static/favicon.svg"})
@@ -46,26 +50,41 @@ def load_or_create_secret(path: Path) -> bytes:
 
 
 class Sessions:
-    def __init__(self, password_hash: str, secret: bytes, max_age_s: int, secure: bool) -> None:
+    def __init__(
+        self, password_hash: str, secret: bytes, max_age_s: int, secure: bool, revoked: RevokedSessions
+    ) -> None:
         self.password_hash = password_hash.strip()
         self._key = hmac.new(secret, self.password_hash.encode(), hashlib.sha256).digest()
         self.max_age_s = max_age_s
         self.secure = secure
+        self.revoked = revoked
 
-    def _sign(self, expiry: int) -> str:
-        return hmac.new(self._key, str(expiry).encode(), hashlib.sha256).hexdigest()
+    def _sign(self, session_id: str, expiry: int) -> str:
+        return hmac.new(self._key, f"{session_id}.{expiry}".encode(), hashlib.sha256).hexdigest()
 
     def issue(self) -> str:
+        session_id = secrets.token_urlsafe(12)  # no "." in it
         expiry = int(time.time()) + self.max_age_s
-        return f"{expiry}.{self._sign(expiry)}"
+        return f"{session_id}.{expiry}.{self._sign(session_id, expiry)}"
+
+    def _parse(self, token: str | None) -> tuple[str, int] | None:
+        """(session id, expiry) of a token this device signed and that has not expired."""
+        parts = (token or "").split(".")
+        if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) < time.time():
+            return None
+        session_id, expiry = parts[0], int(parts[1])
+        if not hmac.compare_digest(parts[2], self._sign(session_id, expiry)):
+            return None
+        return session_id, expiry
 
     def valid(self, token: str | None) -> bool:
-        if not token or "." not in token:
-            return False
-        expiry_text, signature = token.split(".", 1)
-        if not expiry_text.isdigit() or int(expiry_text) < time.time():
-            return False
-        return hmac.compare_digest(signature, self._sign(int(expiry_text)))
+        parsed = self._parse(token)
+        return parsed is not None and parsed[0] not in self.revoked
+
+    def end(self, token: str | None) -> None:
+        parsed = self._parse(token)
+        if parsed is not None:
+            self.revoked.add(*parsed)
 
     def set_cookie(self, response: web.StreamResponse) -> None:
         response.set_cookie(
@@ -78,8 +97,28 @@ class Sessions:
             secure=self.secure,
         )
 
+    def clear_cookie(self, response: web.StreamResponse) -> None:
+        response.del_cookie(COOKIE, path="/", httponly=True, samesite="Strict", secure=self.secure)
+
 
 SESSIONS_KEY = web.AppKey("sessions", Sessions)
+LIMITER_KEY = web.AppKey("login_limiter", LoginLimiter)
+BODY_TIMEOUT_KEY = web.AppKey("body_timeout_s", float)
+
+
+@web.middleware
+async def same_origin_posts(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A state-changing request sent by another site's page (its Origin says so) gets 403.
+
+    Browsers send Origin with every POST; a client without one (curl, a script) is no
+    cross-site forgery, so it may go on.
+    """
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            raise web.HTTPForbidden(text='{"error": "cross-origin request refused"}', content_type="application/json")
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 @web.middleware
@@ -107,20 +146,36 @@ def make_login_handlers(static_dir: Path) -> tuple[Handler, Handler, Handler]:
 
     async def post_login(request: web.Request) -> web.Response:
         sessions = request.app[SESSIONS_KEY]
-        form = await request.post()
+        address = request.remote or "?"
+        wait_s = request.app[LIMITER_KEY].attempt(address)
+        if wait_s:
+            # Refused before the form is read or the password hashed: guessing costs nothing here.
+            return web.Response(
+                status=429,
+                text=login_page(static_dir, f"Too many wrong passwords: wait {wait_s} s."),
+                content_type="text/html",
+                headers={"Retry-After": str(wait_s)},
+            )
+        try:
+            async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
+                form = await request.post()
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text="the form did not arrive in time") from None
         password = str(form.get("password", ""))
         # scrypt takes ~50 ms of CPU: keep it off the event loop that feeds the video.
         ok = await asyncio.to_thread(verify_password, password, sessions.password_hash)
         if not ok:
-            await asyncio.sleep(_FAILED_LOGIN_DELAY_S)
             return web.Response(status=401, text=login_page(static_dir, "Wrong password."), content_type="text/html")
+        request.app[LIMITER_KEY].succeeded(address)
         response = web.HTTPSeeOther("/")
         sessions.set_cookie(response)
         raise response
 
     async def post_logout(request: web.Request) -> web.Response:
+        sessions = request.app[SESSIONS_KEY]
+        sessions.end(request.cookies.get(COOKIE))
         response = web.HTTPSeeOther("/login")
-        response.del_cookie(COOKIE, path="/")
+        sessions.clear_cookie(response)
         raise response
 
     return get_login, post_login, post_logout

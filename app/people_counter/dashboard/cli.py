@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from people_counter.cli import version
 from people_counter.command_runner import run_command
 from people_counter.dashboard.config import DEFAULT_DASHBOARD_CONFIG, load_dashboard_config, read_password_hash
 from people_counter.dashboard.passwords import hash_password
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="people-counter-dashboard", description="The people counter's web page.")
     parser.add_argument("-c", "--config", type=Path, default=DEFAULT_DASHBOARD_CONFIG, help="dashboard config (YAML)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="serve the dashboard (the default)")
     hash_p = sub.add_parser("hash-password", help="read a password on stdin, print its hash for auth.password_hash")

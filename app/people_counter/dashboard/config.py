@@ -4,7 +4,7 @@ It is separate from the counter's config because its secrets (the password hash,
 MQTT password) must be readable by the dashboard's service user alone. Example, with
 the defaults of everything but the password hash:
 
-    listen: {host: 0.0.0.0, port: 8080}
+    listen: {host: 0.0.0.0, port: 8080, redirect_http_port: null}   # e.g. 80: plain HTTP that redirects to HTTPS
     auth:
       password_hash: "scrypt$16384$8$1$<salt b64>$<key b64>"   # people-counter-dashboard hash-password
       # or password_hash_file: /run/credentials/people-counter-dashboard.service/password-hash
@@ -24,6 +24,15 @@ the defaults of everything but the password hash:
     jpeg_socket: /run/people-counter/mjpeg.sock         # people-counter-stream's output
     stale_after_s: 10
     max_viewers: 20
+    input_down_after_s: 10     # /healthz is 503 once the counter's input has been down this long
+    limits:                    # against hostile clients
+      request_head_timeout_s: 10   # the TLS handshake and a whole request head, or the connection is closed
+      body_timeout_s: 10           # the login form's body
+      idle_timeout_s: 60           # a kept-alive connection with no request
+      write_timeout_s: 10          # a video or SSE viewer that reads nothing this long loses its place
+      max_connections: 512
+      max_connections_per_address: 32
+      max_message_bytes: 65536     # a bigger MQTT message is ignored
     line_editor:               # optional: the counting line placed on the live view
       override_file: /var/lib/people-counter/line/counting-line.yml   # the counter's counting.override_file
       counter_config: /etc/people-counter/config.yml                  # its line is shown until one is saved
@@ -51,6 +60,8 @@ class Section(BaseModel):
 class ListenConfig(Section):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
+    redirect_http_port: int | None = Field(default=None, ge=1, le=65535)
+    """A plain-HTTP port that only redirects to the HTTPS one (needs tls)."""
 
 
 class AuthConfig(Section):
@@ -79,6 +90,18 @@ class MetricsConfig(Section):
     """/metrics: open to all, or only to `Authorization: Bearer <the token in token_file>`."""
 
     token_file: Path | None = None
+
+
+class LimitsConfig(Section):
+    """Bounds on what one client can hold (see guard.py); their figures are the unit's LimitNOFILE's."""
+
+    request_head_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    write_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=512, ge=1, le=100_000)
+    max_connections_per_address: int = Field(default=32, ge=1, le=100_000)
+    max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
 
 class DashboardMqttConfig(Section):
@@ -119,8 +142,19 @@ class DashboardConfig(Section):
     stale_after_s: float = Field(default=10.0, gt=0, le=300)
     max_viewers: int = Field(default=20, ge=1, le=500)
     """Open video streams at once; more get 503 (each costs a socket and a little CPU)."""
+    input_down_after_s: float = Field(default=10.0, gt=0, le=3600)
+    limits: LimitsConfig = LimitsConfig()
     line_editor: LineEditorConfig | None = None
     """None: the counting line is set in the counter's config only."""
+
+    @model_validator(mode="after")
+    def _redirect_needs_tls(self) -> DashboardConfig:
+        if self.listen.redirect_http_port is not None:
+            if self.tls is None:
+                raise ValueError("listen.redirect_http_port needs tls: it redirects to HTTPS")
+            if self.listen.redirect_http_port == self.listen.port:
+                raise ValueError("listen.redirect_http_port must differ from listen.port")
+        return self
 
 
 def load_dashboard_config(path: Path) -> DashboardConfig:

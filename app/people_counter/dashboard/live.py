@@ -3,6 +3,10 @@
 paho runs its network loop in its own thread; every message is handed to the asyncio
 loop, which keeps the latest state and the recent alerts, and pushes each change to
 every SSE client's small queue (a slow browser loses old updates, never the newest).
+
+A message over `max_message_bytes`, or not a JSON object, is ignored with a warning (its
+repeats held back by logging_setup); the recent alerts are bounded in count and in bytes.
+A browser that reads nothing for `write_timeout_s` loses its SSE connection.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from people_counter.contract import DeviceTopic, DeviceTopics
 from people_counter.dashboard.config import DashboardMqttConfig
+from people_counter.dashboard.stalled import drop_stalled
 
 log = logging.getLogger("people_counter.dashboard.live")
 
 RECENT_ALERTS = 50
+RECENT_ALERTS_BYTES = 256 * 1024
 _CLIENT_QUEUE = 16
 HEARTBEAT_S = 1.0
 
@@ -35,16 +41,30 @@ HEARTBEAT_S = 1.0
 class LiveFeed:
     """The latest state, availability and alerts of one device, as MQTT reports them."""
 
-    def __init__(self, cfg: DashboardMqttConfig, stale_after_s: float) -> None:
+    def __init__(
+        self,
+        cfg: DashboardMqttConfig,
+        stale_after_s: float,
+        max_message_bytes: int = 64 * 1024,
+        write_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.cfg = cfg
         self.stale_after_s = stale_after_s
+        self.max_message_bytes = max_message_bytes
+        self.write_timeout_s = write_timeout_s
+        self.clock = clock
         self.topics = DeviceTopics(cfg.topic_prefix, cfg.device_id).by_topic()
         self.state: dict[str, Any] = {}
         self.state_received = 0.0
         self.available = "unknown"
         self.broker_connected = False
         self.broker_error = ""
-        self.alerts: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_ALERTS)
+        self.input_not_ok_since: float | None = None
+        """When (self.clock) the state's `input` stopped being "ok"; None while it is."""
+        self.alerts: collections.deque[dict[str, Any]] = collections.deque()
+        self._alert_sizes: collections.deque[int] = collections.deque()
+        self.ignored_messages = 0
         self._clients: set[asyncio.Queue[tuple[str, str]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mqtt: mqtt.Client | None = None
@@ -94,6 +114,12 @@ class LiveFeed:
         self._call(self._set_broker, False, f"disconnected: {reason}")
 
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        size = len(message.payload)
+        if size > self.max_message_bytes:
+            self._call(
+                self._ignore, "%s: %d bytes, over max_message_bytes (%d)", message.topic, size, self.max_message_bytes
+            )
+            return
         self._call(self._apply, message.topic, bytes(message.payload))
 
     # -- asyncio loop ------------------------------------------------------------------------
@@ -105,6 +131,11 @@ class LiveFeed:
         self.broker_error = error
         self.push("snapshot", self.snapshot())
 
+    def _ignore(self, why: str, *args: object) -> None:
+        """One warning per kind of bad message (a fixed template each, for the RepeatFilter)."""
+        self.ignored_messages += 1
+        log.warning("ignoring a message on " + why, *args)
+
     def _apply(self, topic: str, payload: bytes) -> None:
         kind = self.topics.get(topic)
         if kind == "available":
@@ -115,17 +146,24 @@ class LiveFeed:
         try:
             data = json.loads(payload)
         except ValueError:
-            log.warning("ignoring a message that is not JSON on %s", topic)
+            self._ignore("%s: not JSON", topic)
             return
-        if not isinstance(data, dict) or kind is None:
+        if kind is None:
+            return
+        if not isinstance(data, dict):
+            self._ignore("%s: not a JSON object", topic)
             return
         self._tell(kind, data)
         if kind == "state":
             self.state = data
             self.state_received = time.time()
+            if data.get("input", "ok") == "ok":
+                self.input_not_ok_since = None
+            elif self.input_not_ok_since is None:
+                self.input_not_ok_since = self.clock()
             self.push("snapshot", self.snapshot())
         elif kind == "alert":
-            self.alerts.appendleft(data)
+            self._keep_alert(data, len(payload))
             self.push("alert", json.dumps(data))
         elif kind == "event":
             self.push("event", json.dumps(data))
@@ -133,6 +171,17 @@ class LiveFeed:
     def _tell(self, kind: DeviceTopic, data: Any) -> None:
         for listener in self.listeners:
             listener(kind, data)
+
+    def _keep_alert(self, data: dict[str, Any], size: int) -> None:
+        self.alerts.appendleft(data)
+        self._alert_sizes.appendleft(size)
+        while len(self.alerts) > RECENT_ALERTS or sum(self._alert_sizes) > RECENT_ALERTS_BYTES:
+            self.alerts.pop()
+            self._alert_sizes.pop()
+
+    def input_not_ok_for_s(self) -> float | None:
+        """How long the state's `input` has been other than "ok", by this dashboard's clock."""
+        return None if self.input_not_ok_since is None else self.clock() - self.input_not_ok_since
 
     def state_age_s(self) -> float | None:
         """Seconds since the counter made its latest state (its ts; same device clock)."""
@@ -187,7 +236,10 @@ class LiveFeed:
             await response.write(b"retry: 2000\n\n")
             while True:
                 event, data = await queue.get()
-                await response.write(f"event: {event}\ndata: {data}\n\n".encode())
+                message = f"event: {event}\ndata: {data}\n\n".encode()
+                await asyncio.wait_for(response.write(message), self.write_timeout_s)
+        except TimeoutError:
+            drop_stalled(request, "an SSE client", self.write_timeout_s)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:

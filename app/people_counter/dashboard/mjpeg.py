@@ -3,6 +3,7 @@
 The dashboard connects to the stream's JPEG socket (reconnecting while the encoder is
 down) and keeps the latest JPEG. Each viewer has a one-JPEG slot: a new JPEG replaces an
 unsent one, so a slow viewer skips frames and never holds back the others or the reader.
+A viewer that reads nothing for `write_timeout_s` is dropped, and its place freed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from people_counter.contract import JPEG_META, MSG_HEADER, MSG_JPEG, MSG_STATUS, STATUS_EVERY_S
+from people_counter.dashboard.stalled import drop_stalled
 
 log = logging.getLogger("people_counter.dashboard.video")
 
@@ -41,9 +43,10 @@ class _Viewer:
 class JpegSource:
     """Reads the stream's socket; publishes each JPEG to every viewer's slot."""
 
-    def __init__(self, socket_path: Path, max_viewers: int = 20) -> None:
+    def __init__(self, socket_path: Path, max_viewers: int = 20, write_timeout_s: float = 10.0) -> None:
         self.socket_path = socket_path
         self.max_viewers = max_viewers
+        self.write_timeout_s = write_timeout_s
         self.connected = False
         self.status: dict[str, Any] = {}
         self.status_at = 0.0
@@ -171,7 +174,9 @@ class JpegSource:
                 ).encode()
                 # write() waits only when this viewer's socket buffer is full: only this
                 # viewer waits, and its slot keeps just the newest frame meanwhile.
-                await response.write(head + jpeg + b"\r\n")
+                await asyncio.wait_for(response.write(head + jpeg + b"\r\n"), self.write_timeout_s)
+        except TimeoutError:
+            drop_stalled(request, "a video viewer", self.write_timeout_s)
         except (ConnectionError, asyncio.CancelledError):
             # A viewer closing the page mid-stream is normal, not an error.
             pass
