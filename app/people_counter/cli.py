@@ -54,6 +54,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             max_frames=args.max_frames,
             start_frame=args.start_frame,
             store_dir=Path(store) if store is not None else None,
+            # The configured input is the service's: one that is not there yet is waited for.
+            wait_for_input=args.input is None,
         )
         return run(config, options)
 

@@ -43,6 +43,10 @@ HOUSEKEEPING_INTERVAL_S = 1.0
 SHUTDOWN_BUDGET_S = 4.0
 LIVE_SAVE_INTERVAL_S = 1.0
 """How often the people in view are saved for a restart, in the input's own time."""
+FPS_WINDOW_S = 5.0
+"""The frames a second are those of the last few seconds: with no frames, 0 within this."""
+UNFITTED_FRAME_SIZE = (1, 1)
+"""The counter's pixel size before the first frame says the real one (see _fit_to_frames)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +60,25 @@ class RunOptions:
     start_frame: int = 0
     store_dir: Path | None = None
     """Where the counts are kept; None means the config's state_dir (an offline run passes a temporary one)."""
+    wait_for_input: bool = False
+    """The service's way: an input that is not there at start is waited for (input "reconnecting"),
+    as a dropped one is; a one-off run fails at once instead."""
 
 
 class RateMeter:
-    """Frames per second over a sliding window of wall-clock times."""
+    """Frames per second over the frames of the last `window_s` seconds (at most `most` of them),
+    so that the rate falls to 0 once frames stop coming."""
 
-    def __init__(self, window: int = 50) -> None:
-        self._times: deque[float] = deque(maxlen=window)
+    def __init__(self, window_s: float = FPS_WINDOW_S, most: int = 300) -> None:
+        self._window_s = window_s
+        self._times: deque[float] = deque(maxlen=most)
 
     def tick(self, now: float) -> None:
         self._times.append(now)
 
-    @property
-    def fps(self) -> float:
+    def fps(self, now: float) -> float:
+        while self._times and now - self._times[0] > self._window_s:
+            self._times.popleft()
         if len(self._times) < 2:
             return 0.0
         span = self._times[-1] - self._times[0]
@@ -105,7 +115,7 @@ class CountingLoop:
         self.notifier = ServiceNotifier()
 
         source = options.input_override or config.input.source
-        spec = parse_input(source)
+        spec = parse_input(source, must_exist=not options.wait_for_input)
         self.detector = PersonDetector(config.model, config.state_dir)
         realtime = config.input.realtime if options.realtime is None else options.realtime
         self.reader = FrameReader(
@@ -117,19 +127,26 @@ class CountingLoop:
             start_frame=options.start_frame,
             max_width=config.input.max_width,
             resume_at_s=saved_media_position(options.store_dir or config.state_dir) if config.input.loop else None,
+            wait=options.wait_for_input,
         )
         # The store comes last, so that a bad input or model leaves no database behind.
         self.store = CountStore(options.store_dir or config.state_dir, config.store.retention_days)
         totals, last_track_id = self.store.load()
-        self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1, frame_size=self.reader.frame_size)
+        # A one-off run's input is open already; one waited for tells its size at its first frame.
+        opened = self.reader.frame_size if self.reader.frame_size != (0, 0) else None
+        self.frame_size: tuple[int, int] | None = None
+        """The frames' size as counted, from the first frame on (_fit_to_frames)."""
+        self.tracker = PersonTracker(config.tracker, first_id=last_track_id + 1, frame_size=opened)
         self.line_override = LineOverride(config.counting.override_file)
         self.line_override.poll()
-        self.counter = PeopleCounter(self.line_override.applied_to(config.counting), self.reader.frame_size, totals)
+        self.counter = PeopleCounter(
+            self.line_override.applied_to(config.counting), opened or UNFITTED_FRAME_SIZE, totals
+        )
         self.saved_live = self.store.load_live()
         self.schedule = DetectionSchedule(config.model.detect_fps)
         self.publisher = MqttPublisher(config.mqtt, config.device_id) if options.mqtt_enabled else None
         self.sink = FrameSink(config.stream.socket_path, config.stream.fps) if config.stream.enabled else None
-        self.results = ResultsWriter(options.results_path, self.reader.frame_size) if options.results_path else None
+        self.results: ResultsWriter | None = None
         self.daily_reset = DailyReset(config.counting.daily_reset, now=clock())
         self.progress = Progress.for_input(spec, config.input.loop, options.start_frame, options.max_frames)
 
@@ -156,20 +173,17 @@ class CountingLoop:
         if self.publisher is not None:
             self.publisher.start()
         self.reader.start()
+        # Ready with or without the input: one that is not there yet is waited for while the state
+        # says so and the watchdog is fed, as for a drop.
         self.notifier.ready(
             f"counting {self.reader.spec.label} with {self.detector.inferences_per_frame} inference(s)/frame"
-        )
-        log.info(
-            "counting %s (%dx%d at %.1f fps) as device %s",
-            self.reader.spec.label,
-            *self.reader.frame_size,
-            self.reader.fps,
-            self.config.device_id,
         )
         try:
             self._loop()
         finally:
             self._shutdown()
+        if self.reader.failure is not None:
+            raise self.reader.failure
         return 0
 
     def _loop(self) -> None:
@@ -182,6 +196,7 @@ class CountingLoop:
             reading = max_frames is None or submitted < max_frames
             captured = self.reader.get(timeout=0.05) if reading else None
             if captured is not None:
+                self._fit_to_frames(captured)
                 self.pending[captured.index] = captured
                 if self.schedule.due(captured.ts):
                     self.detector.submit(captured.index, captured.image)
@@ -195,6 +210,30 @@ class CountingLoop:
         # A stop leaves requests in flight: their frames are counted too, and no
         # OpenVINO callback is left to run while the interpreter shuts down.
         self._process_ready(self.detector.drain())
+
+    def _fit_to_frames(self, captured: CapturedFrame) -> None:
+        """Give the tracker and the counting line the frames' size: at the first frame, which may
+        come long after the start, and again if a camera comes back at another size."""
+        size = (int(captured.image.shape[1]), int(captured.image.shape[0]))
+        if size == self.frame_size:
+            return
+        if self.frame_size is not None:
+            log.warning(
+                "input %s: frames are now %dx%d; the people in view start afresh", self.reader.spec.label, *size
+            )
+            self._count(self.tracker.end_all(captured.ts))
+        self.frame_size = size
+        self.counter.line.set_frame_size(size)
+        self.tracker = PersonTracker(self.config.tracker, first_id=self.tracker.next_id, frame_size=size)
+        if self.options.results_path is not None and self.results is None:
+            self.results = ResultsWriter(self.options.results_path, size)
+        log.info(
+            "counting %s (%dx%d at %.1f fps) as device %s",
+            self.reader.spec.label,
+            *size,
+            self.reader.fps,
+            self.config.device_id,
+        )
 
     def _process_ready(self, results: list[DetectionResult]) -> None:
         """Process the frames whose turn has come, in the order they were read: a skipped frame
@@ -311,12 +350,14 @@ class CountingLoop:
             in_count=totals.in_count,
             out_count=totals.out_count,
             avg_duration_s=totals.avg_duration_s,
-            fps=self.meter.fps,
+            fps=self.meter.fps(time.monotonic()),
             inference_ms=self.inference_ms,
             dropped_frames=self.reader.dropped,
             input=self.reader.status,
             uptime_s=time.monotonic() - self.started_monotonic,
             ts=time.time() if ts is None else ts,
+            store=self.store.status,
+            input_down_s=self.reader.down_for(),
             occupancy_alert=self.counter.occupancy_alert,
             loitering_alert=bool(self.counter.loitering_alerted),
             extra={
@@ -331,11 +372,18 @@ class CountingLoop:
         now = time.monotonic()
         if now < self._next_housekeeping:
             return
-        self._next_housekeeping = now + HOUSEKEEPING_INTERVAL_S
-        self.notifier.watchdog(f"{self.meter.fps:.1f} fps, {self.counter.count} in view")
+        # On a fixed beat, so that a state is sent every second while the input is down.
+        beat = HOUSEKEEPING_INTERVAL_S
+        self._next_housekeeping = max(self._next_housekeeping, now - beat) + beat
+        state = self.state()
+        self.notifier.watchdog(
+            f"{state.fps:.1f} fps, {state.count} in view"
+            + ("" if state.input == "ok" else f", input {state.input} for {state.input_down_s:.0f} s")
+            + ("" if state.store == "ok" else ", store degraded: counts held in memory")
+        )
         self._check_line_override()
         if self.publisher is not None:
-            self.publisher.publish_state(self.state())
+            self.publisher.publish_state(state, force=state.input == "reconnecting")
         wall = self.clock()
         if self.store.reset_requested():
             self._reset("requested by `people-counter reset`")

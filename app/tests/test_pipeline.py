@@ -15,7 +15,7 @@ from counter_process import make_state_dir, read_results, run_in_process, write_
 
 from people_counter import counting_loop
 from people_counter.config import Config, InputConfig, StreamConfig, load_config
-from people_counter.counting_loop import CountingLoop, RunOptions
+from people_counter.counting_loop import CountingLoop, RateMeter, RunOptions
 from people_counter.paths import database_path
 from people_counter.stage_data import PersonTrack, TrackerOutput
 
@@ -200,3 +200,12 @@ def test_a_reload_moves_the_daily_reset(
     now[0] = local_ts(24, 4, 0, 1)
     loop._housekeeping()
     assert periods(state) == [(1, "first start"), (2, "daily")]
+
+
+def test_the_frame_rate_falls_to_zero_once_frames_stop() -> None:
+    meter = RateMeter(window_s=5.0)
+    for i in range(31):
+        meter.tick(100.0 + i * 0.1)  # 10 frames a second for 3 s
+    assert meter.fps(103.0) == pytest.approx(10.0)
+    assert meter.fps(107.0) == pytest.approx(10.0)  # the last 1 s of frames is still in the window
+    assert meter.fps(108.1) == 0.0  # no frame in the last 5 s

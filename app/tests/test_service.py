@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +19,7 @@ from counter_process import CounterProcess, make_state_dir, read_results, write_
 
 from people_counter.counting.daily_reset import DailyReset
 from people_counter.paths import database_path
+from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available, subscribe_collect
 from testsupport.store_queries import stored_events
 
 
@@ -107,6 +110,76 @@ def test_ready_watchdog_reload_and_reset(tmp_path: Path, sample_video: Path, def
         counter.wait(10)
         counter.close()
         notify.close()
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not mosquitto_available(), reason="needs mosquitto")
+def test_an_input_missing_at_start_is_waited_for_and_counted_once_it_appears(
+    tmp_path: Path, sample_video: Path, default_model_xml: Path
+) -> None:
+    """The camera that boots after the device: READY and the watchdog at once, `input:
+    reconnecting` in a state sent every second (the heartbeat is 5 s), then counting."""
+    late = tmp_path / "mount" / "video.avi"
+    with MosquittoBroker(devices=("late",)) as broker:
+        password = tmp_path / "mqtt-password"
+        password.write_text(broker.users["counter"] + "\n")
+        settings: dict[str, object] = {
+            "device_id": "late",
+            "state_dir": str(make_state_dir(tmp_path, default_model_xml)),
+            "input": {"source": str(late), "loop": True, "reconnect_initial_s": 0.2, "reconnect_max_s": 1.0},
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "username": "counter",
+                "password_file": str(password),
+                "heartbeat_s": 5.0,
+            },
+            "stream": {"enabled": False},
+        }
+        config = write_config(tmp_path / "config.yml", settings)
+        states = subscribe_collect(
+            broker.host, broker.port, "dashboard", broker.users["dashboard"], ["people_counter/late/state"]
+        )
+        notify = NotifySocket(tmp_path / "notify.sock")
+        os.environ["NOTIFY_SOCKET"] = str(notify.path)
+        try:
+            counter = CounterProcess(config)
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        try:
+            assert notify.wait_for("READY=1", 60) is not None, counter.log()[-3000:]
+            assert notify.wait_for("WATCHDOG=1", 5) is not None
+
+            def down() -> list[dict[str, object]]:
+                found = [json.loads(m.text) for m in states.on_topic("people_counter/late/state")]
+                return [state for state in found if state["input"] == "reconnecting"]
+
+            assert counter.wait_until(lambda: len(down()) >= 4, 30), counter.log()[-3000:]
+            waiting = down()
+            assert all(state["fps"] == 0 and state["store"] == "ok" for state in waiting), waiting
+            # Sent every second, by the counter's own clock: the heartbeat alone would space them 5 s.
+            gaps = [b["input_down_s"] - a["input_down_s"] for a, b in itertools.pairwise(waiting)]  # type: ignore[operator]
+            assert max(gaps) < 2.5 and waiting[-1]["input_down_s"] > waiting[0]["input_down_s"], gaps
+            assert counter.process.poll() is None
+
+            late.parent.mkdir()
+            shutil.copy(sample_video, late.with_suffix(".part"))
+            late.with_suffix(".part").rename(late)
+
+            def counting() -> bool:
+                found = [json.loads(m.text) for m in states.on_topic("people_counter/late/state")]
+                return any(s["input"] == "ok" and s["input_down_s"] == 0 and s["fps"] > 0 for s in found)
+
+            assert counter.wait_until(counting, 60), counter.log()[-3000:]
+            counter.terminate()
+            assert counter.wait(10) == 0
+            log = counter.log()
+            assert "Traceback" not in log
+            assert "video.avi does not exist (yet); retrying in" in log and "video.avi is open" in log
+        finally:
+            counter.close()
+            notify.close()
+            states.stop()
 
 
 def test_daily_reset_fires_once_a_day() -> None:

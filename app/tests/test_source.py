@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from people_counter.errors import InputError
+from people_counter.errors import ConfigError, InputError
 from people_counter.vision.source import FrameReader, parse_input
 
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -34,6 +34,13 @@ def reader_for(source: str, **kwargs: object) -> FrameReader:
     return FrameReader(parse_input(source), **options)  # type: ignore[arg-type]
 
 
+def waiting_reader(source: str, **kwargs: object) -> FrameReader:
+    """A reader as the service makes it: an input that is not there is waited for."""
+    options: dict[str, object] = {"loop": False, "realtime": False, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1}
+    options.update(kwargs)
+    return FrameReader(parse_input(source, must_exist=False), wait=True, **options)  # type: ignore[arg-type]
+
+
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"input file .*nope.avi does not exist"):
         parse_input(str(tmp_path / "nope.avi"))
@@ -46,7 +53,7 @@ def test_a_directory_is_not_an_input(tmp_path: Path) -> None:
 
 UNREADABLE_CHILD = """
 import os, sys
-from people_counter.errors import InputError
+from people_counter.errors import ConfigError, InputError
 from people_counter.vision.source import parse_input
 assert not os.access(sys.argv[1], os.R_OK), "the file is readable: privileges were not dropped"
 try:
@@ -277,3 +284,63 @@ def test_a_dropped_stream_is_reopened_and_the_drop_is_visible(camera: MjpegServe
         assert reader.reconnects >= 1
     finally:
         reader.stop()
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_file_missing_at_start_is_waited_for_and_counted_once_it_appears(tmp_path: Path) -> None:
+    path = tmp_path / "late.avi"
+    clock = StepClock()
+    reader = waiting_reader(str(path), clock=clock)
+    reader.start()
+    try:
+        assert reader.status == "reconnecting" and reader.get(timeout=0.3) is None
+        clock.now += 7.5
+        assert reader.down_for() == 7.5
+        write_clip(tmp_path / "copying.avi", 10.0, 5).rename(path)  # it appears whole, as a mount does
+        indexes = []
+        while len(indexes) < 5 and (frame := reader.get(timeout=10)) is not None:
+            indexes.append(frame.index)
+        assert indexes == [0, 1, 2, 3, 4]
+        assert reader.frame_size == (64, 48) and reader.status in ("ok", "ended") and reader.down_for() == 0.0
+    finally:
+        reader.stop()
+
+
+def test_a_waited_for_file_that_is_no_video_ends_the_reader_with_its_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.avi"
+    path.write_text("this is not a video\n" * 100)
+    reader = waiting_reader(str(path))
+    reader.start()
+    assert wait_for(lambda: reader.finished, 10)
+    reader.stop()
+    assert reader.failure is not None and "notes.avi" in str(reader.failure)
+
+
+def test_a_stream_that_does_not_answer_at_start_is_retried_until_it_does(camera: MjpegServer) -> None:
+    port = camera.port
+    camera.cut()  # nothing listens on the port yet
+    reader = waiting_reader(f"http://127.0.0.1:{port}/stream")
+    reader.start()
+    try:
+        assert reader.get(timeout=0.5) is None and reader.status == "reconnecting" and reader.down_for() > 0
+        camera.start()
+        assert wait_for(lambda: reader.get(timeout=0.1) is not None, 15), "the stream was never opened"
+        assert reader.status == "ok" and reader.down_for() == 0.0 and reader.frame_size == (64, 48)
+    finally:
+        reader.stop()
+
+
+def test_a_missing_file_in_a_one_off_run_and_an_unknown_url_scheme_are_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        parse_input(str(tmp_path / "nope.avi"), must_exist=True)
+    with pytest.raises(ConfigError, match=r"input.source: unsupported URL scheme 'rtp'"):
+        parse_input("rtp://camera.local/stream", must_exist=False)
+    with pytest.raises(InputError, match="is not a file"):
+        parse_input(str(tmp_path), must_exist=False)  # a directory never becomes a video

@@ -14,6 +14,12 @@ row to `resets`; the totals of a period live in `totals` under that row's id, so
 from zero and keeps the history. A running counter notices a reset made by another process
 through reset_requested(), which compares the newest period id with its own.
 
+A full or read-only disk (any sqlite3.OperationalError on a write) never stops the counting: the
+store turns `degraded`, keeps what it was given in memory (the results with the totals after each,
+the resets, the minute figures and the newest people in view) and tries again every
+RETRY_EVERY_S; the first write that succeeds writes all of it, in order, in one transaction. It
+says so in one line when it starts, at most once a minute while it lasts, and once when it ends.
+
 Readers: the dashboard opens the file read-only (CountReader.open_readonly, or the one-shot
 history() and recent_alerts()). The file, and the -wal and -shm files SQLite makes next to it,
 are mode 0640; the state directory should be setgid to the shared group so that they carry it.
@@ -52,6 +58,10 @@ PRUNE_EVERY_S = 3600.0
 CHECKPOINT_EVERY_S = 60.0
 WAL_SAFETY_CHECKPOINT_PAGES = 10_000
 WAL_SIZE_LIMIT_BYTES = 8 << 20
+RETRY_EVERY_S = 5.0
+"""How often a degraded store tries to write again."""
+COMPLAIN_EVERY_S = 60.0
+"""How often a degraded store says so again in the log."""
 DB_MODE = 0o640
 """The dashboard's user reads the database through the shared group."""
 
@@ -194,10 +204,13 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # A failed COMMIT (a full disk) may have rolled back already, or left the transaction open.
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -438,15 +451,42 @@ def _minute(ts: float) -> int:
     return int(ts // 60) * 60
 
 
+@dataclass(frozen=True, slots=True)
+class _PendingRecord:
+    """A record() not yet written: its result, and the totals and last track id after it."""
+
+    result: CountingResult
+    totals: Totals
+    last_track_id: int
+    ts: float
+    period: int
+    """Negative: the period that a _PendingReset before it opens (its id is known once written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingReset:
+    ts: float
+    reason: str
+    period: int
+    """The negative stand-in for the new period's id until it is written."""
+
+
 class CountStore(CountReader):
     """The counter's read-write store. One instance per running counter, used from one thread."""
 
-    def __init__(self, state_dir: Path, retention_days: int = 30) -> None:
+    def __init__(self, state_dir: Path, retention_days: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = database_path(state_dir)
         self.retention_days = retention_days
         super().__init__(_open_migrated(state_dir))
         self._period = cast(int, _current_period(self._db))
         self._minutes: dict[int, _MinuteDelta] = {}
+        self._pending: list[_PendingRecord | _PendingReset] = []
+        """What has not been written yet, in order: nothing but during a failure of the disk."""
+        self._pending_live: LiveSnapshot | None = None
+        self._clock = clock
+        self._failing_since: float | None = None
+        self._next_try = float("-inf")
+        self._next_complaint = float("-inf")
         self._open_minute: int | None = None
         self._last_prune = float("-inf")
         # The background checkpoints keep the WAL short, so SQLite's own checkpoint (inside a
@@ -459,6 +499,11 @@ class CountStore(CountReader):
     @property
     def period_id(self) -> int:
         return self._period
+
+    @property
+    def status(self) -> Literal["ok", "degraded"]:
+        """ "degraded" while writes fail: what was counted since waits in memory."""
+        return "ok" if self._failing_since is None else "degraded"
 
     def load(self) -> tuple[Totals, int]:
         """The totals of the current count period, and the last track id ever used."""
@@ -514,8 +559,75 @@ class CountStore(CountReader):
                 delta.in_count += 1
             else:
                 delta.out_count += 1
-        with _transaction(self._db):
-            self._write_result(result)
+        # A copy: the caller goes on updating its totals in place.
+        self._pending.append(_PendingRecord(result, dataclasses.replace(totals), last_track_id, ts, self._period))
+        if live is not None:
+            self._pending_live = live
+        self._write_pending()
+
+    def save_live(self, live: LiveSnapshot) -> None:
+        """Save the people in view (about once a second, and at a stop)."""
+        self._pending_live = live
+        self._write_pending()
+
+    def _write_pending(self, now_or_never: bool = False) -> bool:
+        """Write everything held in memory in one transaction; True if nothing is left.
+
+        Degraded, it tries only every RETRY_EVERY_S (or when `now_or_never`, at the close)."""
+        now = self._clock()
+        if self._failing_since is not None and now < self._next_try and not now_or_never:
+            return False
+        if not (self._pending or self._minutes or self._pending_live):
+            return True
+        try:
+            with _transaction(self._db):
+                periods = self._write_backlog()
+                self._write_minutes()
+                if self._pending_live is not None:
+                    self._write_live(self._pending_live)
+        except sqlite3.OperationalError as error:
+            self._write_failed(error, now)
+            return False
+        written = len(self._pending)
+        self._period = periods.get(self._period, self._period)
+        self._pending.clear()
+        self._minutes.clear()
+        self._pending_live = None
+        if self._failing_since is not None:
+            log.warning(
+                "store %s: writing again after %.0f s; the %d records held in memory are written",
+                self.path,
+                now - self._failing_since,
+                written,
+            )
+            self._failing_since = None
+        return True
+
+    def _write_failed(self, error: sqlite3.OperationalError, now: float) -> None:
+        if self._failing_since is None:
+            self._failing_since = now
+        self._next_try = now + RETRY_EVERY_S
+        if now >= self._next_complaint:
+            self._next_complaint = now + COMPLAIN_EVERY_S
+            log.error(
+                "store %s cannot write (%s): counting goes on in memory (%d records so far), retrying every %.0f s",
+                self.path,
+                error,
+                len(self._pending),
+                RETRY_EVERY_S,
+            )
+
+    def _write_backlog(self) -> dict[int, int]:
+        """With a transaction open: the pending resets and records, in order. Returns the ids the
+        new periods got, by their stand-ins."""
+        periods: dict[int, int] = {}
+        for item in self._pending:
+            if isinstance(item, _PendingReset):
+                periods[item.period] = _new_period(self._db, item.ts, item.reason)
+                continue
+            period = periods.get(item.period, item.period)
+            self._write_result(item.result, period)
+            totals = item.totals
             self._db.execute(
                 "UPDATE totals SET total = ?, in_count = ?, out_count = ?, dwell_sum_s = ?,"
                 " dwell_count = ?, last_track_id = MAX(last_track_id, ?), updated_ts = ? WHERE period_id = ?",
@@ -525,19 +637,12 @@ class CountStore(CountReader):
                     totals.out_count,
                     totals.dwell_sum_s,
                     totals.dwell_count,
-                    last_track_id,
-                    ts,
-                    self._period,
+                    item.last_track_id,
+                    item.ts,
+                    period,
                 ),
             )
-            self._write_minutes()
-            if live is not None:
-                self._write_live(live)
-
-    def save_live(self, live: LiveSnapshot) -> None:
-        """Save the people in view (about once a second, and at a stop)."""
-        with _transaction(self._db):
-            self._write_live(live)
+        return periods
 
     def _write_live(self, live: LiveSnapshot) -> None:
         self._db.execute(
@@ -557,8 +662,7 @@ class CountStore(CountReader):
             log.warning("the saved people in view are unreadable, starting without them: %s", error)
             return None
 
-    def _write_result(self, result: CountingResult) -> None:
-        period = self._period
+    def _write_result(self, result: CountingResult, period: int) -> None:
         self._db.executemany(
             "INSERT INTO events (ts, type, track_id, duration_s, period_id) VALUES (?, ?, ?, ?, ?)",
             [(e.ts, e.type, e.track_id, e.duration_s, period) for e in result.events],
@@ -573,7 +677,8 @@ class CountStore(CountReader):
         )
 
     def _write_minutes(self) -> None:
-        """With a transaction open: merge the in-memory deltas into their rows and forget them."""
+        """With a transaction open: merge the in-memory deltas into their rows (the caller forgets
+        them once the transaction is committed)."""
         if not self._minutes:
             return
         self._db.executemany(
@@ -594,15 +699,14 @@ class CountStore(CountReader):
                 for m, d in self._minutes.items()
             ],
         )
-        self._minutes.clear()
 
     def flush(self, ts: float) -> None:
-        """Write the minute aggregates held in memory; prune when it is due (hourly)."""
-        if self._minutes:
-            with _transaction(self._db):
-                self._write_minutes()
-        if ts - self._last_prune >= PRUNE_EVERY_S:
-            self.prune(ts)
+        """Write what is held in memory (or retry, degraded); prune when it is due (hourly)."""
+        if self._write_pending() and ts - self._last_prune >= PRUNE_EVERY_S:
+            try:
+                self.prune(ts)
+            except sqlite3.OperationalError as error:
+                self._write_failed(error, self._clock())
 
     def prune(self, now: float) -> int:
         """Delete events, crossings, alerts and minutes older than the retention; the row count."""
@@ -620,17 +724,24 @@ class CountStore(CountReader):
 
     def reset(self, ts: float, reason: str = "daily") -> None:
         """Start a new count period now (the daily reset); the caller zeroes its own totals."""
-        with _transaction(self._db):
-            self._write_minutes()
-            self._period = _new_period(self._db, ts, reason)
+        stand_in = min([0, *(item.period for item in self._pending)]) - 1
+        self._pending.append(_PendingReset(ts, reason, stand_in))
+        self._period = stand_in
+        self._write_pending()
 
     def reset_requested(self) -> bool:
         """True once after another process (`people-counter reset`) started a new count period.
 
         A primary-key lookup: cheap enough to call about once a second from the counting loop.
-        The caller then zeroes its totals; record() already writes to the new period.
+        The caller then zeroes its totals; record() already writes to the new period. While a reset
+        of its own waits to be written (a full disk), or the disk cannot be read, it says False.
         """
-        newest = _current_period(self._db)
+        if self._period < 0:
+            return False
+        try:
+            newest = _current_period(self._db)
+        except sqlite3.OperationalError:
+            return False
         if newest is None or newest == self._period:
             return False
         self._period = newest
@@ -640,9 +751,10 @@ class CountStore(CountReader):
         """Write what is held in memory and close; the WAL is merged into the file."""
         self._checkpointer.stop()
         try:
-            if self._minutes:
-                with _transaction(self._db):
-                    self._write_minutes()
+            if not self._write_pending(now_or_never=True):
+                log.error(
+                    "store %s: %d records counted could not be written and are lost", self.path, len(self._pending)
+                )
         finally:
             _close_writer(self._db)
 

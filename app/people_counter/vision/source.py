@@ -2,7 +2,9 @@
 
 Frames are read on a thread of their own so that decoding overlaps inference,
 and so that a stream that drops is reopened with backoff while the counting
-loop keeps publishing its state.
+loop keeps publishing its state. The service's input may also be missing at
+start (a camera that boots slower than the device, a mount that comes late):
+it is then waited for the same way, not a reason to exit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,7 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from people_counter.errors import InputError
+from people_counter.errors import ConfigError, InputError
 from people_counter.paths import SAMPLE_SOURCE, sample_video_path
 from people_counter.stage_data import InputStatus
 
@@ -49,18 +52,27 @@ class CapturedFrame:
     """time.monotonic() when the frame was decoded: the start of its latency."""
 
 
-def parse_input(source: str) -> InputSpec:
-    """Decide what the configured source is, and check a file before anything starts."""
+def parse_input(source: str, must_exist: bool = True) -> InputSpec:
+    """Decide what the configured source is, and check a file before anything starts.
+
+    A file that is not there is an InputError when `must_exist` (a one-off run), and something to
+    wait for otherwise (the service: a USB disk or a network mount may come after it). A URL of
+    another scheme is a config error: no wait would make it work."""
     if source == SAMPLE_SOURCE:
         path = sample_video_path()
         if not path.is_file():
             raise InputError(f"sample video not found at {path}: run `people-counter sample` first")
-        return _file_spec(path)
+        return _file_spec(path, must_exist)
     if source.isdigit():
         return InputSpec("camera", int(source), f"camera {source}")
     if source.lower().startswith(STREAM_SCHEMES):
         return InputSpec("stream", source, _redact(source))
-    return _file_spec(Path(source))
+    scheme, sep, _rest = source.partition("://")
+    if sep:
+        raise ConfigError(
+            f"input.source: unsupported URL scheme {scheme!r} (expected {', '.join(s[:-3] for s in STREAM_SCHEMES)})"
+        )
+    return _file_spec(Path(source), must_exist)
 
 
 def _redact(url: str) -> str:
@@ -71,9 +83,11 @@ def _redact(url: str) -> str:
     return f"{scheme}{sep}{rest}"
 
 
-def _file_spec(path: Path) -> InputSpec:
+def _file_spec(path: Path, must_exist: bool) -> InputSpec:
     if not path.exists():
-        raise InputError(f"input file {path} does not exist")
+        if must_exist:
+            raise InputError(f"input file {path} does not exist")
+        return InputSpec("file", str(path), str(path))
     if not path.is_file():
         raise InputError(f"input {path} is not a file")
     if not os.access(path, os.R_OK):
@@ -88,6 +102,10 @@ def _open_capture(spec: InputSpec) -> cv2.VideoCapture:
 
 class FrameReader:
     """Reads frames into a small queue on its own thread.
+
+    Outside a one-off run (``wait=True``) the input is opened on the reader's thread, so that one
+    which is not there yet (or an RTSP open that takes its time) holds nothing up: until it opens,
+    the status is "reconnecting" and it is retried with the same backoff as a drop.
 
     Files are read without loss as fast as counting goes (``realtime=False``): the
     reader waits for room in the queue. Live sources never wait: when counting falls
@@ -109,6 +127,8 @@ class FrameReader:
         start_frame: int = 0,
         max_width: int | None = None,
         resume_at_s: float | None = None,
+        wait: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
         self._max_width = max_width
@@ -118,7 +138,11 @@ class FrameReader:
         self._queue: queue.Queue[CapturedFrame] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._clock = clock
         self.status: InputStatus = "ok"
+        self._down_since: float | None = None
+        self.failure: InputError | None = None
+        """Set when an input that was waited for turned out never to work (a file that is not a video)."""
         self.dropped = 0
         self.reconnects = 0
         self.frame_size: tuple[int, int] = (0, 0)
@@ -127,14 +151,33 @@ class FrameReader:
         self._resume_at_s = resume_at_s if spec.kind == "file" else None
         self.frame_count = 0
         """Frames in a file, as its container says (0: unknown, or not a file)."""
-        self._capture = self._open_first()
+        self._capture: cv2.VideoCapture | None = None
+        self._first: Frame | None = None
+        if wait:
+            self._went_down()
+        elif not self._open():
+            raise InputError(f"input {self.spec.label}: cannot be opened")
 
-    def _open_first(self) -> cv2.VideoCapture:
+    def _went_down(self) -> None:
+        self.status = "reconnecting"
+        if self._down_since is None:
+            self._down_since = self._clock()
+
+    def down_for(self) -> float:
+        """Seconds since the input's first failed open or read; 0.0 while it is up."""
+        return 0.0 if self._down_since is None else self._clock() - self._down_since
+
+    def _open(self) -> bool:
+        """Open the input and read its first frame: True, False if it is not there (yet), or an
+        InputError if it can never be read (a file that is not a video, or too short)."""
+        if self.spec.kind == "file" and not Path(str(self.spec.target)).exists():
+            return False  # not mounted yet, or not copied yet: nothing for OpenCV to warn about
         capture = _open_capture(self.spec)
         if not capture.isOpened():
             capture.release()
-            what = "not a video OpenCV can decode" if self.spec.kind == "file" else "cannot be opened"
-            raise InputError(f"input {self.spec.label}: {what}")
+            if self.spec.kind == "file":
+                raise InputError(f"input {self.spec.label}: not a video OpenCV can decode")
+            return False
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 1.0 <= fps <= 120.0 else 10.0
         if self.spec.kind == "file":
@@ -151,11 +194,16 @@ class FrameReader:
         ok, first = capture.read()
         if not ok or first is None:
             capture.release()
-            raise InputError(f"input {self.spec.label}: no frame could be read (not a video?)")
+            if self.spec.kind == "file":
+                raise InputError(f"input {self.spec.label}: no frame could be read (not a video?)")
+            return False
         first = self._scaled(first)
         self.frame_size = (int(first.shape[1]), int(first.shape[0]))
-        self._first: Frame | None = first
-        return capture
+        self._first = first
+        self._capture = capture
+        self._down_since = None
+        self.status = "ok"
+        return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
@@ -168,7 +216,8 @@ class FrameReader:
             if self._thread.is_alive():
                 log.warning("input %s: the reader did not stop within 2 s", self.spec.label)
                 return  # it still uses the capture; the process exit releases it
-        self._capture.release()
+        if self._capture is not None:
+            self._capture.release()
 
     def get(self, timeout: float) -> CapturedFrame | None:
         try:
@@ -182,6 +231,13 @@ class FrameReader:
         return self.status == "ended" and self._queue.empty()
 
     def _run(self) -> None:
+        try:
+            if self._capture is None and not self._reconnect():
+                return  # stopped while waiting
+        except InputError as error:  # the counting loop ends and raises it
+            self.failure = error
+            self.status = "ended"
+            return
         index = self._start_frame
         period = 1.0 / self.fps
         started = time.time()
@@ -189,7 +245,7 @@ class FrameReader:
             frame = self._next_frame()
             if frame is None:
                 if self.spec.kind == "file":
-                    if self.loop:
+                    if self.loop and self._capture is not None:
                         self._capture.release()
                         self._capture = _open_capture(self.spec)
                         if self._capture.isOpened():
@@ -197,6 +253,7 @@ class FrameReader:
                         log.error("input %s could not be reopened for the next loop", self.spec.label)
                     self.status = "ended"
                     return
+                self._went_down()
                 self._reconnect()
                 continue
             # Recorded video keeps its own clock (frames over the file's rate, across loops),
@@ -227,6 +284,8 @@ class FrameReader:
         if self._first is not None:
             frame, self._first = self._first, None
             return frame
+        if self._capture is None:
+            return None
         ok, frame = self._capture.read()
         return self._scaled(frame) if ok and frame is not None else None
 
@@ -264,23 +323,27 @@ class FrameReader:
                 except queue.Empty:
                     pass
 
-    def _reconnect(self) -> None:
-        """Reopen a dropped camera or stream with exponential backoff; counts are kept by the caller."""
-        self.status = "reconnecting"
+    def _reconnect(self) -> bool:
+        """Open an input that is not there yet, or reopen a dropped one, with exponential backoff;
+        one warning line a step at most. True once it is open, False on a stop. Counts are kept by
+        the caller."""
         delay, ceiling = self._backoff
-        self._capture.release()
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+        dropped = self.frame_size != (0, 0)
         while not self._stop.is_set():
-            log.warning("input %s dropped; reopening in %.1f s", self.spec.label, delay)
+            if self._open():
+                if dropped:
+                    self.reconnects += 1
+                log.info("input %s is %s", self.spec.label, "back" if dropped else "open")
+                return True
+            if self.spec.kind == "file":
+                why = "does not exist (yet)"
+            else:
+                why = "dropped" if dropped else "cannot be opened (yet)"
+            log.warning("input %s %s; retrying in %.0f s", self.spec.label, why, delay)
             if self._stop.wait(delay):
-                return
-            capture = _open_capture(self.spec)
-            ok, frame = capture.read() if capture.isOpened() else (False, None)
-            if ok and frame is not None:
-                self._capture = capture
-                self._first = frame
-                self.reconnects += 1
-                self.status = "ok"
-                log.info("input %s is back", self.spec.label)
-                return
-            capture.release()
+                return False
             delay = min(delay * 2.0, ceiling)
+        return False
