@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
 from people_counter import contract
+from people_counter.config import HomeAssistantConfig
 from people_counter.contract import (
     COMPAT_TOPICS,
+    DEFAULT_DISCOVERY_PREFIX,
     DEFAULT_TOPIC_PREFIX,
     TOPICS_FILE,
     DeviceTopics,
@@ -23,11 +24,11 @@ from people_counter.contract import (
     event_message,
     state_message,
 )
+from people_counter.outputs.ha_discovery import discovery_messages
 from people_counter.stage_data import Alert, CounterState, PersonEvent
+from testsupport.mosquitto_role import MOSQUITTO_ROLE, acl_rules, ansible_playbook, render_role_templates
 
 PACKAGE = Path(contract.__file__).resolve().parent
-REPO = Path(__file__).resolve().parents[2]
-MOSQUITTO_ROLE = REPO / "roles" / "mosquitto"
 
 
 def _state() -> CounterState:
@@ -143,52 +144,26 @@ def test_the_mosquitto_role_finds_the_contracts_topics_file() -> None:
     assert Path(done.stdout.strip()) == TOPICS_FILE
 
 
-PLAY = """
-- name: Render the mosquitto role's ACL
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Load the role's defaults and vars
-      ansible.builtin.include_role: {name: mosquitto, tasks_from: validate, public: true}
-    - name: Write the ACL
-      ansible.builtin.copy:
-        content: "{{ lookup('ansible.builtin.template', acl, template_vars={'mosquitto_compat_topics': true}) }}"
-        dest: "{{ out }}"
-        mode: "0644"
-"""
-
-
 @pytest.mark.skipif(not MOSQUITTO_ROLE.is_dir(), reason="not in the repository")
 def test_the_mosquitto_acl_grants_the_contracts_topics(tmp_path: Path) -> None:
-    beside = Path(sys.executable).with_name("ansible-playbook")
-    playbook = str(beside) if beside.exists() else shutil.which("ansible-playbook")
-    if playbook is None:
+    if ansible_playbook() is None:
         pytest.skip("ansible-playbook is not installed")
-    acl = MOSQUITTO_ROLE / "templates" / "people-counter.acl.j2"
-    (tmp_path / "play.yml").write_text(PLAY, encoding="utf-8")
-    (tmp_path / "hosts.yml").write_text(
-        f"all: {{hosts: {{dev1: {{ansible_connection: local, ansible_python_interpreter: {sys.executable},"
-        " mosquitto_bridge_clients: [dev2]}}}\n",
-        encoding="utf-8",
-    )
-    done = subprocess.run(
-        [playbook, "-i", "hosts.yml", "-e", f"acl={acl}", "-e", f"out={tmp_path / 'acl'}", "play.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=os.environ | {"ANSIBLE_ROLES_PATH": str(REPO / "roles")},
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    acl_text = (tmp_path / "acl").read_text(encoding="utf-8")
-    rules = [line.split() for line in acl_text.splitlines() if line.startswith(("user ", "topic "))]
+    host_vars = {"mosquitto_compat_topics": True, "mosquitto_bridge_clients": ["dev.2"]}
+    acl = render_role_templates(["people-counter.acl.j2"], host_vars, tmp_path, host="dev.1")
+    rules = acl_rules(acl["people-counter.acl.j2"])
+    # A node_id takes no '.': Home Assistant's rule, which the contract and the role both apply.
     assert rules == [
         ["user", "people-counter"],
-        ["topic", "write", f"{DEFAULT_TOPIC_PREFIX}/dev1/#"],
+        ["topic", "write", f"{DEFAULT_TOPIC_PREFIX}/dev.1/#"],
+        ["topic", "readwrite", f"{DEFAULT_DISCOVERY_PREFIX}/+/dev_1/+/config"],
         *[["topic", "write", topic] for topic in COMPAT_TOPICS],
         ["user", "people-counter-web"],
         ["topic", "read", f"{DEFAULT_TOPIC_PREFIX}/#"],
         *[["topic", "read", topic] for topic in COMPAT_TOPICS],
-        ["user", "bridge-dev2"],
-        ["topic", "write", f"{DEFAULT_TOPIC_PREFIX}/dev2/#"],
+        ["user", "bridge-dev.2"],
+        ["topic", "readwrite", f"{DEFAULT_TOPIC_PREFIX}/dev.2/#"],
+        ["topic", "readwrite", f"{DEFAULT_DISCOVERY_PREFIX}/+/dev_2/+/config"],
     ]
+    for device, rule in (("dev.1", rules[2][2]), ("dev.2", rules[-1][2])):
+        topics = [topic for topic, _ in discovery_messages(HomeAssistantConfig(), DeviceTopics("p", device))]
+        assert all(mqtt.topic_matches_sub(rule, topic) for topic in topics), (rule, topics)

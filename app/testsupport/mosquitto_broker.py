@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -264,6 +265,7 @@ class MessageCollector:
         password: str,
         topics: Iterable[str],
         ca_file: Path | None = None,
+        transport: Literal["tcp", "websockets"] = "tcp",
     ) -> None:
         self.topics = list(topics)
         self.messages: list[ReceivedMessage] = []
@@ -271,7 +273,8 @@ class MessageCollector:
         self._subscribed = threading.Event()
         self._refused: str | None = None
         self._started = False
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{uuid.uuid4().hex[:8]}")
+        client_id = f"collector-{uuid.uuid4().hex[:8]}"
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport)
         self._client.username_pw_set(username, password)
         if ca_file is not None:
             self._client.tls_set(ca_certs=str(ca_file))
