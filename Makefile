@@ -73,9 +73,11 @@ test-app: setup
 	$(PY) -m pytest -q -ra molecule/launcher/tests
 
 # The fleet scenario on systemd-nspawn hosts: create, converge, idempotence, verify (with the
-# fault tests), destroy; timings in molecule/.timings.
+# fault tests), destroy; timings in molecule/.timings. Then the lifecycle scenario (one device:
+# upgrade, rollback, removal); timings in molecule/.timings-lifecycle.
 test-molecule: setup
 	VENV=$(VENV) molecule/test.sh default
+	VENV=$(VENV) PC_TIMINGS=molecule/.timings-lifecycle molecule/test.sh lifecycle
 
 test:
 	@start=$$(date +%s); \

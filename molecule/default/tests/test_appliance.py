@@ -51,7 +51,7 @@ def test_ffmpeg_is_the_pinned_build(device: Node) -> None:
 
 def test_openvino_is_pinned_and_sees_the_cpu(device: Node) -> None:
     pinned = pins().openvino_version
-    py = "/opt/people-counter/venv/bin/python"
+    py = "/opt/people-counter/current/venv/bin/python"
     installed = device.check(
         f"{py} -c 'import importlib.metadata as m; print(m.version(\"openvino\"))'"
     ).strip()
@@ -82,7 +82,7 @@ def test_the_configured_model_came_from_the_controller(device: Node) -> None:
             f"model.{file} is not the prepared one"
         )
     # Converting is the controller's work: the device's venv lacks the converter's extra.
-    venv_python = "/opt/people-counter/venv/bin/python"
+    venv_python = "/opt/people-counter/current/venv/bin/python"
     assert device.run(f"{venv_python} -c 'import tensorboardX'").rc != 0
     pid = device.main_pid(COUNTER)
     loaded = device.check(f"journalctl -u {COUNTER} _PID={pid} -o cat --no-pager")

@@ -37,7 +37,7 @@ from people_counter.pins import pins
 
 CONFIG = "/etc/people-counter/config.yml"
 SAVED_CONFIG = "/root/config.yml.before-test"
-VENV_PYTHON = "/opt/people-counter/venv/bin/python"
+VENV_PYTHON = "/opt/people-counter/current/venv/bin/python"
 STATE_DIR = "/var/lib/people-counter"
 CAMERA_UNIT = "pc-test-camera"
 CAMERA_PORT = 8554
