@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,20 @@ from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available
 pytestmark = pytest.mark.model
 
 
-def frames_in(results: Path, seconds: float) -> int:
-    before = len(read_results(results))
-    time.sleep(seconds)
-    return len(read_results(results)) - before
+FRAMES_WHILE_STOPPED = 50
+"""Frames the counter must count with the encoder frozen and its socket full: 5 s of the video."""
+SLOW_MS = 500.0
+"""From read to counted a frame takes 100-170 ms on the 2-core test machine (a detection and the
+frames queued behind it); 500 ms means the loop waited for something. Load delays some frames, not
+most: a file read in real time skips what the loop fell behind on instead of queueing it."""
+
+
+def wait_for(what: str, probe: Callable[[], bool], timeout_s: float) -> None:
+    """Poll until probe() holds; fail naming `what` after a limit far above the normal wait."""
+    deadline = time.monotonic() + timeout_s
+    while not probe():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s:.0f} s"
+        time.sleep(0.1)
 
 
 @pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed")
@@ -53,32 +64,35 @@ def test_real_counter_feeds_the_dashboard_and_never_waits_for_the_encoder(
                 cookie = pair.login()
                 viewer = MjpegViewer(pair.url, cookie)
                 try:
-                    deadline = time.monotonic() + 60
-                    while len(viewer.received) < 10 and time.monotonic() < deadline:
-                        time.sleep(0.1)
-                    assert len(viewer.received) >= 10, counter.log()[-2000:] + pair.stream.log()[-2000:]
-
+                    wait_for("10 frames of video", lambda: len(viewer.received) >= 10, 60)
                     status, _, body = pair.get("/api/state", cookie)
                     assert status == 200
-                    figures = json.loads(body)
-                    assert figures["state"]["privacy_blur"] is True
+                    assert json.loads(body)["state"]["privacy_blur"] is True
 
-                    paced = frames_in(results, 3.0)
+                    def dropped() -> int:
+                        return int(json.loads(pair.get("/api/state", cookie)[2])["state"]["stream_dropped"])
+
                     pair.stream.signal(signal.SIGSTOP)
                     try:
-                        time.sleep(1.0)  # let the socket buffers fill
-                        stalled = frames_in(results, 3.0)
+                        # The counter finds the encoder's socket full and drops frames for it; a
+                        # counter that waited for the encoder would drop none and count nothing.
+                        before = dropped()
+                        wait_for("a dropped stream frame", lambda: dropped() > before, 60)
+                        start = len(read_results(results))
+                        wait_for(
+                            f"{FRAMES_WHILE_STOPPED} frames counted with the encoder frozen",
+                            lambda: len(read_results(results)) >= start + FRAMES_WHILE_STOPPED,
+                            60,
+                        )
+                        latencies = [float(line["latency_ms"]) for line in read_results(results)[start:]]  # type: ignore[arg-type]
                         seen_while_stopped = len(viewer.received)
                     finally:
                         pair.stream.signal(signal.SIGCONT)
-                    # At the video's own 10 fps, the count goes on at the same pace with the encoder frozen.
-                    assert stalled >= 0.8 * paced and stalled >= 20, (paced, stalled)
-                    deadline = time.monotonic() + 20
-                    while len(viewer.received) < seen_while_stopped + 10 and time.monotonic() < deadline:
-                        time.sleep(0.1)
-                    assert len(viewer.received) >= seen_while_stopped + 10, "the video did not come back"
-                    status, _, body = pair.get("/api/state", cookie)
-                    assert json.loads(body)["state"]["stream_dropped"] > 0
+                    # A counter that waited for the frozen encoder on each stream frame (every
+                    # other frame or more) would make most frames slow; 1 in 10 is the bound.
+                    slow = sum(1 for ms in latencies if ms >= SLOW_MS)
+                    assert slow <= len(latencies) // 10, sorted(latencies)
+                    wait_for("the video back", lambda: len(viewer.received) >= seen_while_stopped + 10, 20)
                 finally:
                     viewer.close()
                 status, _, body = pair.get("/healthz")

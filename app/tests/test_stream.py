@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -81,13 +82,26 @@ def pattern(seq: int, w: int = 640, h: int = 480) -> np.ndarray:
     return img
 
 
-def feed(sink: FrameSink, seconds: float, fps: float = 20, size: tuple[int, int] = (640, 480)) -> None:
-    end = time.monotonic() + seconds
-    seq = 0
-    while time.monotonic() < end:
-        seq += 1
-        sink.offer(pattern(seq, *size))
-        time.sleep(1 / fps)
+@contextlib.contextmanager
+def feeding(sink: FrameSink, fps: float = 20, size: tuple[int, int] = (640, 480)) -> Iterator[None]:
+    """Offer numbered frames at about `fps` from a thread until the block ends: as long as the test
+    needs frames, not for a span of time that a slow machine might not fill."""
+    done = threading.Event()
+
+    def feed() -> None:
+        seq = 0
+        while not done.is_set():
+            seq += 1
+            sink.offer(pattern(seq, *size))
+            done.wait(1 / fps)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        yield
+    finally:
+        done.set()
+        feeder.join()
 
 
 def test_jpeg_splitter_handles_any_chunking() -> None:
@@ -117,37 +131,34 @@ def test_encodes_real_frames_and_survives_a_counter_restart(run_dir: Path) -> No
         try:
             assert client.wait_status("waiting")["frames_in"] == 0
             sink = FrameSink(stream.frame_socket, 20.0)
+            fed_from = time.time()
             try:
-                feeder = threading.Thread(target=feed, args=(sink, 1.5))
-                feeder.start()
-                jpegs = client.jpegs(8)
-                feeder.join()
+                with feeding(sink):
+                    jpegs = client.jpegs(8)
             finally:
                 sink.close()
+            fed_until = time.time()
             image = cv2.imdecode(np.frombuffer(jpegs[-1][2], np.uint8), cv2.IMREAD_COLOR)
             assert image.shape == (480, 640, 3)
             b, g, r = (float(c) for c in image[10:40, 10:40].reshape(-1, 3).mean(axis=0))
             assert r > 170 and b < 40 and g < 40
             seqs = [seq for seq, _, _ in jpegs]
             assert seqs == sorted(seqs) and seqs[0] > 0
-            assert all(abs(time.time() - ts) < 10 for _, ts, _ in jpegs)
+            assert all(fed_from <= ts <= fed_until for _, ts, _ in jpegs)  # each the time its frame was fed
             status = client.wait_status("running") if client.status.get("state") != "waiting" else client.status
             ffmpeg_pids = {p.pid for p in psutil.Process(stream.pid).children() if p.name() == "ffmpeg"}
 
-            # The counter went away: ffmpeg ends cleanly and the stream waits.
+            # The counter went away: ffmpeg ends cleanly (it is waited for) before the stream waits.
             client.wait_status("waiting")
-            time.sleep(0.2)
             assert not [p for p in psutil.Process(stream.pid).children() if p.name() == "ffmpeg"]
 
             # The counter is back, with another frame size: a new ffmpeg for the new size.
             sink = FrameSink(stream.frame_socket, 10.0)
             try:
-                feeder = threading.Thread(target=feed, args=(sink, 1.5, 10, (320, 240)))
-                feeder.start()
-                new_jpegs = client.jpegs(4)
-                status = client.wait_status("running")
-                new_pids = {p.pid for p in psutil.Process(stream.pid).children() if p.name() == "ffmpeg"}
-                feeder.join()
+                with feeding(sink, 10, (320, 240)):
+                    new_jpegs = client.jpegs(4)
+                    status = client.wait_status("running")
+                    new_pids = {p.pid for p in psutil.Process(stream.pid).children() if p.name() == "ffmpeg"}
             finally:
                 sink.close()
             image = cv2.imdecode(np.frombuffer(new_jpegs[-1][2], np.uint8), cv2.IMREAD_COLOR)
@@ -165,10 +176,8 @@ def test_a_stalled_dashboard_reader_does_not_stall_the_encoder(run_dir: Path) ->
         live = JpegClient(stream.jpeg_socket)
         sink = FrameSink(stream.frame_socket, 25.0)
         try:
-            feeder = threading.Thread(target=feed, args=(sink, 4.0, 25))
-            feeder.start()
-            jpegs = live.jpegs(60, timeout=15)
-            feeder.join()
+            with feeding(sink, 25):
+                jpegs = live.jpegs(60, timeout=15)
             assert len(jpegs) == 60
             assert sink.dropped < sink.sent  # the encoder kept up while one reader stalled
         finally:
@@ -214,13 +223,16 @@ def test_annotate_is_cheap() -> None:
     frame = _vtest_frame()
     tracks = [PersonTrack(i, (20.0 + 70 * i, 200.0, 80.0 + 70 * i, 400.0), 0.0) for i in range(10)]
     state = CounterState(10, 50, 20, 18, 9.0, 10.0, 8.0, 0, "ok", 5.0, time.time())
-    durations = []
+    cpu_s = []
     for _ in range(50):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         annotate_frame(frame, tracks, ((0, 288), (768, 288)), state, True, 768)
-        durations.append(time.perf_counter() - t0)
-    # The budget is 2-3 ms at 768x576; the bound here is loose for shared CI machines.
-    assert sorted(durations)[25] < 0.010
+        cpu_s.append(time.process_time() - t0)
+    # The budget is 2-3 ms at 768x576. CPU time of this process, not wall time: other processes on
+    # a loaded machine cannot stretch it. A call over 10 ms in more than half of the calls is a
+    # slower drawing path, not noise.
+    slow = sum(1 for s in cpu_s if s >= 0.010)
+    assert slow <= 25, sorted(cpu_s)
 
 
 def test_the_pinned_ffmpeg_comes_from_the_cache() -> None:
@@ -252,15 +264,13 @@ def test_a_failing_ffmpeg_is_reported_and_retried_not_fatal(run_dir: Path) -> No
     with StreamProcess(run_dir, ffmpeg=Path("/bin/false"), width=640) as stream:
         client = JpegClient(stream.jpeg_socket)
         sink = FrameSink(stream.frame_socket, 20.0)
-        feeder = threading.Thread(target=feed, args=(sink, 3.0))
-        feeder.start()
         try:
-            status = client.wait_status("restarting")
-            assert "ffmpeg exited with status 1" in str(status["last_error"])
-            client.wait_status("waiting")  # and it goes back to waiting for the counter
-            assert stream.alive()
+            with feeding(sink):
+                status = client.wait_status("restarting")
+                assert "ffmpeg exited with status 1" in str(status["last_error"])
+                client.wait_status("waiting")  # and it goes back to waiting for the counter
+                assert stream.alive()
         finally:
-            feeder.join()
             sink.close()
             client.close()
     assert stream.returncode == 0, stream.log()
