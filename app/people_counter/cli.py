@@ -1,4 +1,5 @@
-"""The `people-counter` command: run, eval, check-config, model prepare, sample, reset."""
+"""The `people-counter` command: run, eval, check-config, model prepare, sample, reset, status,
+backup, restore."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import importlib.metadata
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import people_counter
 from people_counter.command_runner import run_command
 from people_counter.config import DEFAULT_CONFIG_PATH, Config, load_config
-from people_counter.errors import UserError
+from people_counter.errors import ConfigError, UserError
 from people_counter.prepare.model_catalog import CATALOG
 
 log = logging.getLogger("people_counter.cli")
@@ -30,7 +32,14 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    load_config(args.file)
+    config = load_config(args.file)
+    if args.files:
+        from people_counter.config_files import check_named_files
+
+        try:
+            check_named_files(config)
+        except UserError as error:
+            raise ConfigError(f"{args.file}: {error}") from None
     print(f"{args.file}: ok")
     return 0
 
@@ -127,6 +136,38 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from people_counter.outputs.store_backup import backup
+
+    config = _load(args)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = args.dest or config.state_dir / "backups" / f"counts-{stamp}.sqlite3"
+    print(backup(config.state_dir, dest))
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from people_counter.outputs.store_backup import restore
+
+    restored = restore(_load(args).state_dir, args.source)
+    print(f"restored {args.source}: total {restored.total}, in {restored.in_count}, out {restored.out_count}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from people_counter.outputs.store_backup import status
+
+    def when(ts: float | None) -> str:
+        return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+    now = status(_load(args).state_dir)
+    print(f"database        {now.path} ({now.size_bytes} bytes, schema {now.schema_version})")
+    print(f"count since     {when(now.period_started_ts)}")
+    print(f"total           {now.total} (in {now.in_count}, out {now.out_count}, visits {now.visits})")
+    print(f"last event      {when(now.last_event_ts)}")
+    return 0
+
+
 def version() -> str:
     """The installed distribution's version (the package's own when run from a source tree)."""
     try:
@@ -182,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check_p = sub.add_parser("check-config", help="validate a config file", parents=[common])
     check_p.add_argument("file", type=Path)
+    check_p.add_argument(
+        "--files",
+        action="store_true",
+        help="also check that the files it names exist and are readable (run it on the device, as the service's user)",
+    )
     check_p.set_defaults(func=_cmd_check_config)
 
     model_p = sub.add_parser("model", help="manage the detection model", parents=[common])
@@ -204,6 +250,26 @@ def build_parser() -> argparse.ArgumentParser:
     reset_p = sub.add_parser("reset", help="start a new count (history stays)", parents=[common])
     with_config(reset_p)
     reset_p.set_defaults(func=_cmd_reset)
+
+    status_p = sub.add_parser("status", help="the current count and the database", parents=[common])
+    with_config(status_p)
+    status_p.set_defaults(func=_cmd_status)
+
+    backup_p = sub.add_parser(
+        "backup", help="a consistent copy of the counts, safe while the counter runs", parents=[common]
+    )
+    with_config(backup_p)
+    backup_p.add_argument(
+        "dest", nargs="?", type=Path, help="a new file (default: state_dir/backups/counts-<UTC time>.sqlite3)"
+    )
+    backup_p.set_defaults(func=_cmd_backup)
+
+    restore_p = sub.add_parser(
+        "restore", help="replace the counts with a backup (stop the counter first)", parents=[common]
+    )
+    with_config(restore_p)
+    restore_p.add_argument("source", type=Path, help="a file made by `people-counter backup`")
+    restore_p.set_defaults(func=_cmd_restore)
     return parser
 
 

@@ -83,8 +83,9 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def configure_logging(verbose: bool, stream: TextIO = sys.stderr) -> None:
-    """The root logger for a command: INFO (DEBUG with --verbose) to `stream`, journal-aware."""
+def configure_logging(verbose: bool, stream: TextIO | None = None) -> None:
+    """The root logger for a command: INFO (DEBUG with --verbose) to `stream` (stderr), journal-aware."""
+    stream = sys.stderr if stream is None else stream
     handler = logging.StreamHandler(stream)
     journal = writes_to_journal(stream)
     handler.setFormatter(JournalFormatter(LINE_FORMAT) if journal else logging.Formatter(LINE_FORMAT))
@@ -92,6 +93,7 @@ def configure_logging(verbose: bool, stream: TextIO = sys.stderr) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
-def error_line(text: str, stream: TextIO = sys.stderr) -> None:
-    """A command's one-line error, at priority err in the journal."""
+def error_line(text: str, stream: TextIO | None = None) -> None:
+    """A command's one-line error (to stderr), at priority err in the journal."""
+    stream = sys.stderr if stream is None else stream
     print(f"<{ERR}>{text}" if writes_to_journal(stream) else text, file=stream)

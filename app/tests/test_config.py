@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
+import tempfile
 import types
 import typing
 from collections.abc import Iterator
@@ -226,3 +228,70 @@ def test_the_readme_config_reference_is_the_defaults() -> None:
     defaults = Config().model_dump(mode="json", exclude={"device_id"})
     assert parse_config(shown).model_dump(mode="json", exclude={"device_id"}) == defaults
     assert shown == defaults
+
+
+def check_files(config: Path, *user: str) -> subprocess.CompletedProcess[str]:
+    """`people-counter check-config --files`, as `user` (setpriv's options) when given."""
+    return subprocess.run(
+        [*user, sys.executable, "-m", "people_counter.cli", "check-config", "--files", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def test_check_config_files_names_the_key_and_the_path_of_a_missing_file(tmp_path: Path) -> None:
+    video, model, password = tmp_path / "in.avi", tmp_path / "model.xml", tmp_path / "mqtt-password"
+    for path in (video, model, password):
+        path.write_text("x")
+    good = f"input: {{source: {video}}}\nmodel: {{path: {model}}}\nmqtt: {{password_file: {password}}}\n"
+    config = write(tmp_path, good)
+    assert check_files(config).returncode == 0
+    for key, path in (("input.source", video), ("model.path", model), ("mqtt.password_file", password)):
+        path.unlink()
+        done = check_files(config)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.splitlines() == [
+            f"people-counter: {config}: {key}: " + done.stderr.split(f"{key}: ", 1)[1].strip()
+        ]
+        assert f"{path} does not exist" in done.stderr
+        path.write_text("x")
+    # Where the files are not (the controller), the config alone is checked.
+    video.unlink()
+    assert main(["check-config", str(config)]) == 0
+    # A camera or a stream names no file.
+    assert check_files(write(tmp_path, "input: {source: 'rtsp://cam/1'}\n")).returncode == 0
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_unreadable_files_are_one_line_errors_for_the_user_who_cannot_read_them() -> None:
+    """As a user who may not read them: as root (CI is), through setpriv as `nobody`, since root
+    reads a mode-0 file."""
+    user = NOBODY if os.geteuid() == 0 else []
+    # pytest's tmp_path sits under a private directory; `nobody` needs a path it can reach.
+    with tempfile.TemporaryDirectory(prefix="config-ro-", dir="/var/tmp") as top:
+        Path(top).chmod(0o755)
+        video, password = Path(top) / "in.avi", Path(top) / "mqtt-password"
+        config = Path(top) / "config.yml"
+        config.write_text(f"input: {{source: {video}}}\nmqtt: {{password_file: {password}}}\n")
+        config.chmod(0o644)
+        for path in (video, password):
+            path.write_text("x")
+            path.chmod(0o644)
+        assert check_files(config, *user).returncode == 0
+        for key, path, why in (
+            ("input.source", video, f"input file {video} is not readable"),
+            ("mqtt.password_file", password, f"{password} is not readable"),
+        ):
+            path.chmod(0)
+            done = check_files(config, *user)
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.strip() == f"people-counter: {config}: {key}: {why}"
+            path.chmod(0o644)
+        config.chmod(0)
+        done = check_files(config, *user)
+        assert done.returncode == 2
+        assert done.stderr.strip() == f"people-counter: {config}: cannot read: [Errno 13] Permission denied: '{config}'"
