@@ -156,8 +156,8 @@ class HistoryStore:
         return row
 
     def add_state(self, device: str, state: Mapping[str, Any]) -> None:
-        row = self._minute(device, state.get("ts"))
         count = _int(state.get("count"))
+        row = None if count is None else self._minute(device, state.get("ts"))
         if row is None or count is None:
             return
         row.count_sum += count
@@ -176,7 +176,7 @@ class HistoryStore:
             self._crossings_changed.add(device)
 
     def add_event(self, device: str, event: Mapping[str, Any]) -> None:
-        row = self._minute(device, event.get("ts"))
+        row = self._minute(device, event.get("ts")) if event.get("type") in ("enter", "exit") else None
         if row is None:
             return
         if event.get("type") == "enter":
