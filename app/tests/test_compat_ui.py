@@ -39,6 +39,7 @@ pytestmark = [
 DEVICE = "dev1"
 UI_USER = "people-counter-ui"
 TEMPLATES = ("people-counter.acl.j2", "people-counter.passwd.j2", "people-counter.conf.j2")
+EXTRA_USER = {"name": "reader", "acl": [{"access": "read", "topic": "people_counter/#"}]}
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,11 @@ class RenderedRole:
 def role(tmp_path_factory: pytest.TempPathFactory) -> RenderedRole:
     workdir = tmp_path_factory.mktemp("role")
     credentials = workdir / "credentials"
-    host_vars = {"mosquitto_compat_ui": True, "mosquitto_credentials_dir": str(credentials)}
+    host_vars = {
+        "mosquitto_compat_ui": True,
+        "mosquitto_credentials_dir": str(credentials),
+        "mosquitto_extra_users": [EXTRA_USER],
+    }
     rendered = render_role_templates(TEMPLATES, host_vars, workdir, host=DEVICE)
     passwords = {
         path.name.removeprefix("mqtt-"): path.read_text(encoding="utf-8").split()[0]
@@ -106,8 +111,13 @@ def test_one_switch_gives_the_ui_a_websockets_listener_and_a_read_only_user(role
     lines = [line.strip() for line in role.conf.splitlines()]
     listener = lines.index("listener 9001 127.0.0.1")
     assert lines[listener + 1] == "protocol websockets"
-    assert any(line.startswith(f"{UI_USER}:$7$") for line in role.passwd.splitlines())
+    hashed = [line.split(":")[0] for line in role.passwd.splitlines() if ":$7$" in line]
+    assert hashed == ["people-counter", "people-counter-web", "reader", UI_USER]
     rules = acl_rules(role.acl)
+    # The role's own users stay; the extra one and the UI's are added to them.
+    users = [rule[1] for rule in rules if rule[0] == "user"]
+    assert users == ["people-counter", "people-counter-web", "reader", UI_USER]
+    assert rules[rules.index(["user", "reader"]) + 1] == ["topic", "read", "people_counter/#"]
     ui_rules = rules[rules.index(["user", UI_USER]) + 1 :]
     assert ui_rules == [["topic", "read", topic] for topic in COMPAT_TOPICS]
     # The counter may write the compat topics too: the same switch turns them on.
