@@ -382,6 +382,37 @@ def exposure(node: Node, unit: str) -> float:
     return float(match.group(1))
 
 
+def run_playbook(
+    playbook: str, *extra_vars: str, limit: str | None = None, verbose: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook playbooks/PLAYBOOK on the scenario's inventory, as an operator runs it."""
+    env = dict(os.environ)
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    if ephemeral:
+        env["ANSIBLE_CONFIG"] = str(Path(ephemeral) / "ansible.cfg")
+    env.update(
+        ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        NO_COLOR="1",
+    )
+    argv = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(INVENTORY_DIR),
+    ]
+    for value in extra_vars:
+        argv += ["-e", value]
+    if limit:
+        argv += ["-l", limit]
+    if verbose:
+        argv.append("-v")
+    argv.append(str(PROJECT_DIR / "playbooks" / playbook))
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+
+
 def launcher(*args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
     """Run the launcher on this fleet's state dir (the directory of the hosts' ssh key)."""
     if not DEVICE_NAMES:

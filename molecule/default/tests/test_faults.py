@@ -4,12 +4,8 @@ inventory and config values, a device reboot. Runs after test_appliance.py on th
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import (
@@ -18,9 +14,7 @@ from conftest import (
     DASHBOARD,
     DEVICE_UNITS,
     FLEET_READER,
-    INVENTORY_DIR,
     MOSQUITTO,
-    PROJECT_DIR,
     STREAM,
     TARGET,
     WEB_USER,
@@ -28,6 +22,7 @@ from conftest import (
     device_state,
     launcher,
     node_now,
+    run_playbook,
     state_after,
     wait_for,
 )
@@ -159,34 +154,6 @@ def test_bridge_queues_while_the_central_broker_is_down(
 # Bad values: the play fails on the controller, naming the value, before any device changes.
 
 
-def run_site(
-    *extra_vars: str, playbook: str = "site.yml", verbose: bool = False
-) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
-    if ephemeral:
-        env["ANSIBLE_CONFIG"] = str(Path(ephemeral) / "ansible.cfg")
-    env.update(
-        ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        NO_COLOR="1",
-    )
-    argv = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i",
-        str(INVENTORY_DIR),
-    ]
-    for value in extra_vars:
-        argv += ["-e", value]
-    if verbose:
-        argv.append("-v")
-    argv.append(str(PROJECT_DIR / "playbooks" / playbook))
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=env, timeout=600, check=False
-    )
-
-
 def _fingerprint(device: Node) -> dict[str, str]:
     files = "/etc/people-counter/config.yml /etc/people-counter/dashboard.yml /etc/mosquitto/conf.d/people-counter.conf"
     pids = {unit: str(device.main_pid(unit)) for unit in DEVICE_UNITS}
@@ -222,7 +189,7 @@ def test_bad_value_fails_before_any_change(
     devices: list[Node], extra_vars: str, named: str
 ) -> None:
     before = {device.name: _fingerprint(device) for device in devices}
-    result = run_site(extra_vars)
+    result = run_playbook("site.yml", extra_vars)
     output = result.stdout + result.stderr
     assert result.returncode != 0, "the play accepted a bad value"
     assert named in output, f"the failure does not name {named}:\n{output[-3000:]}"
@@ -238,7 +205,8 @@ def test_bad_value_fails_before_any_change(
 def test_a_host_override_merges_over_the_group_key_by_key() -> None:
     """people_counter_host_config sets the line; the group's occupancy_max and retention stay.
     The validation play prints each device's merged config with -v, the camera's password masked."""
-    result = run_site(
+    result = run_playbook(
+        "validate.yml",
         json.dumps(
             {
                 "people_counter_host_config": {
@@ -249,7 +217,6 @@ def test_a_host_override_merges_over_the_group_key_by_key() -> None:
                 },
             }
         ),
-        playbook="validate.yml",
         verbose=True,
     )
     output = result.stdout + result.stderr
