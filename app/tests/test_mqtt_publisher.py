@@ -439,13 +439,15 @@ def test_rate_limit_and_heartbeat(broker: MosquittoBroker, password_file: Path, 
 
 
 def test_retained_state_is_republished_on_every_reconnect(password_file: Path, device_id: str) -> None:
-    """A broker restarted without persistence has forgotten the retained state and `online`. The
-    publisher sends both again on its own as it reconnects: no new frame, no heartbeat (its clock
-    stands still), and nothing of the first connection left in flight to be resent by paho."""
+    """A broker restarted without persistence has forgotten the retained state, `online` and the
+    original UI's `person`. The publisher sends them again on its own as it reconnects: no new
+    frame, no heartbeat (its clock stands still), and nothing of the first connection left in
+    flight to be resent by paho."""
     base = f"people_counter/{device_id}"
     clock = FakeClock()
     with MosquittoBroker() as own:
-        publisher = MqttPublisher(config_for(own, password_file, heartbeat_s=5.0), device_id, clock=clock)
+        cfg = config_for(own, password_file, heartbeat_s=5.0, compat_topics=True)
+        publisher = MqttPublisher(cfg, device_id, clock=clock)
         publisher.start()
         assert wait_until(published(publisher))
         publisher.publish_state(make_state(count=3, total=5))
@@ -461,6 +463,10 @@ def test_retained_state_is_republished_on_every_reconnect(password_file: Path, d
                 assert state is not None and state.retain, f"no retained state after restart {restart}"
                 assert (json.loads(state.payload)["count"], json.loads(state.payload)["total"]) == (3, 5)
                 assert online is not None and online.retain and online.text == "online"
+            with collect(own, ["person"], user="ui") as ui:
+                person = ui.wait_for(lambda m: m.topic == "person")
+                assert person is not None and person.retain, f"no retained person after restart {restart}"
+                assert json.loads(person.payload) == {"count": 3, "total": 5}
         publisher.stop(None)
 
 
