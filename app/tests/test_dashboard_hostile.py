@@ -243,6 +243,30 @@ def test_a_stalled_viewer_loses_its_place(broker: MosquittoBroker) -> None:
         assert "dropped a video viewer" in pair.dashboard.log()
 
 
+@needs_broker
+def test_a_stalled_sse_client_is_dropped(broker: MosquittoBroker) -> None:
+    extra = {"limits": {"write_timeout_s": 1}}
+    with (
+        short_tmp() as run,
+        DashboardProcess(run, broker, run / "none.sock", device_id=DEVICE, extra=extra) as dash,
+        CounterPublisher(broker, DEVICE) as counter,
+    ):
+        _, cookie = dash.login()
+        stalled = socket.create_connection(("127.0.0.1", dash.port), timeout=5)
+        try:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n".encode())
+            # Big states (under max_message_bytes), each pushed to the client that never reads.
+            pad = "x" * 60_000
+            for i in range(300):
+                counter.state(count=i, pad=pad)
+                if "dropped an SSE client" in dash.log():
+                    break
+            assert _wait(lambda: "dropped an SSE client" in dash.log(), 10)
+        finally:
+            stalled.close()
+
+
 # -- login and sessions -------------------------------------------------------------------------
 
 
@@ -306,6 +330,30 @@ def test_logout_ends_the_session_on_the_server_even_after_a_restart() -> None:
             assert dash.login("another-one")[0] == 303
         finally:
             dash.stop()
+
+
+def test_a_login_form_that_never_arrives_gets_408() -> None:
+    limits = {"limits": {"body_timeout_s": 1}}
+    with (
+        short_tmp() as run,
+        DashboardProcess(run, None, run / "none.sock", extra=limits) as dash,
+        socket.create_connection(("127.0.0.1", dash.port), timeout=10) as sock,
+    ):
+        head = "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        sock.sendall(f"{head}Content-Length: 100\r\n\r\npassword=".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 408 ")
+
+
+def test_the_redirect_port_needs_tls() -> None:
+    from people_counter.config import validate_document
+    from people_counter.dashboard.config import DashboardConfig
+    from people_counter.errors import ConfigError
+
+    document: dict[str, Any] = {"auth": {"password_hash": "scrypt$1$1$1$a$b"}, "listen": {"redirect_http_port": 80}}
+    with pytest.raises(ConfigError, match="redirect_http_port needs tls"):
+        validate_document(DashboardConfig, document, "dashboard.yml")
+    document["tls"] = {"cert_file": "/c.pem", "key_file": "/k.pem"}
+    assert validate_document(DashboardConfig, document, "dashboard.yml").listen.redirect_http_port == 80
 
 
 def test_cross_origin_posts_are_refused(dash: DashboardProcess) -> None:
