@@ -35,10 +35,13 @@ class InputConfig(Section):
     loop: bool = False
     realtime: bool = True
     reconnect_initial_s: float = Field(default=1.0, gt=0, le=60)
-    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+    reconnect_max_s: float = Field(default=10.0, gt=0, le=3600)
     max_width: int | None = Field(default=960, ge=160, le=7680)
     """Frames wider than this are scaled down right after decoding (None: never). The detector's
     input is 416 pixels wide, so a 1080p camera gains nothing from its full size but the cost."""
+    credentials_file: Path | None = None
+    """A network camera's `user:password` (first line), put into the URL only to open it: on a
+    device, the systemd credential the role installs, so that no password is in this file."""
 
     @field_validator("source")
     @classmethod

@@ -30,7 +30,11 @@ def check_named_files(config: Config) -> None:
         parse_input(config.input.source)  # a camera index or a URL names no file
     except InputError as error:
         raise ConfigError(f"input.source: {error}") from None
-    named = {"model.path": config.model.path, "mqtt.password_file": config.mqtt.password_file}
+    named = {
+        "input.credentials_file": config.input.credentials_file,
+        "model.path": config.model.path,
+        "mqtt.password_file": config.mqtt.password_file,
+    }
     tls = config.mqtt.tls
     if tls is not None:
         named |= {

@@ -32,6 +32,7 @@ from people_counter.outputs.store import CountStore, saved_media_position
 from people_counter.stage_data import CounterState, CountingResult, DetectionResult, TrackerOutput
 from people_counter.systemd_notify import ServiceNotifier
 from people_counter.vision import appearance
+from people_counter.vision.camera_credentials import read_credentials
 from people_counter.vision.detection_rate import DetectionSchedule
 from people_counter.vision.detector import PersonDetector
 from people_counter.vision.source import CapturedFrame, FrameReader, parse_input
@@ -115,7 +116,12 @@ class CountingLoop:
         self.notifier = ServiceNotifier()
 
         source = options.input_override or config.input.source
-        spec = parse_input(source, must_exist=not options.wait_for_input)
+        credentials = config.input.credentials_file
+        spec = parse_input(
+            source,
+            must_exist=not options.wait_for_input,
+            credentials=None if credentials is None else read_credentials(credentials),
+        )
         self.detector = PersonDetector(config.model, config.state_dir)
         realtime = config.input.realtime if options.realtime is None else options.realtime
         self.reader = FrameReader(

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from people_counter.errors import ConfigError, InputError
 from people_counter.paths import SAMPLE_SOURCE, sample_video_path
 from people_counter.stage_data import InputStatus
+from people_counter.vision.camera_credentials import CameraCredentials, redacted, with_credentials
 
 log = logging.getLogger("people_counter.vision.source")
 
@@ -52,12 +53,15 @@ class CapturedFrame:
     """time.monotonic() when the frame was decoded: the start of its latency."""
 
 
-def parse_input(source: str, must_exist: bool = True) -> InputSpec:
+def parse_input(source: str, must_exist: bool = True, credentials: CameraCredentials | None = None) -> InputSpec:
     """Decide what the configured source is, and check a file before anything starts.
 
     A file that is not there is an InputError when `must_exist` (a one-off run), and something to
     wait for otherwise (the service: a USB disk or a network mount may come after it). A URL of
-    another scheme is a config error: no wait would make it work."""
+    another scheme is a config error: no wait would make it work. `credentials` go into a stream's
+    URL (the target opened), never into its label (what logs and the state show)."""
+    if credentials is not None and not source.lower().startswith(STREAM_SCHEMES):
+        raise ConfigError("input.credentials_file: only an rtsp or http(s) input takes a user and password")
     if source == SAMPLE_SOURCE:
         path = sample_video_path()
         if not path.is_file():
@@ -66,21 +70,14 @@ def parse_input(source: str, must_exist: bool = True) -> InputSpec:
     if source.isdigit():
         return InputSpec("camera", int(source), f"camera {source}")
     if source.lower().startswith(STREAM_SCHEMES):
-        return InputSpec("stream", source, _redact(source))
+        target = source if credentials is None else with_credentials(source, credentials)
+        return InputSpec("stream", target, redacted(source))
     scheme, sep, _rest = source.partition("://")
     if sep:
         raise ConfigError(
             f"input.source: unsupported URL scheme {scheme!r} (expected {', '.join(s[:-3] for s in STREAM_SCHEMES)})"
         )
     return _file_spec(Path(source), must_exist)
-
-
-def _redact(url: str) -> str:
-    """Keep credentials in a URL out of logs and of the published state."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest.split("/", 1)[0]:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
 
 
 def _file_spec(path: Path, must_exist: bool) -> InputSpec:

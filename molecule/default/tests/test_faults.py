@@ -183,6 +183,13 @@ def _fingerprint(device: Node) -> dict[str, str]:
             "people_counter_input is not set",
             id="no-input",
         ),
+        pytest.param(
+            json.dumps(
+                {"people_counter_input": {"source": "rtsp://admin:pw@192.0.2.9/s"}}
+            ),
+            "people_counter_camera_username",
+            id="password-in-url",
+        ),
     ],
 )
 def test_bad_value_fails_before_any_change(
@@ -204,7 +211,8 @@ def test_bad_value_fails_before_any_change(
 
 def test_a_host_override_merges_over_the_group_key_by_key() -> None:
     """people_counter_host_config sets the line; the group's occupancy_max and retention stay.
-    The validation play prints each device's merged config with -v, the camera's password masked."""
+    The validation play prints each device's merged config with -v; the camera's password, a
+    credential of its own, is in no config and printed nowhere."""
     result = run_playbook(
         "validate.yml",
         json.dumps(
@@ -212,9 +220,9 @@ def test_a_host_override_merges_over_the_group_key_by_key() -> None:
                 "people_counter_host_config": {
                     "counting": {"line": [[0.0, 0.25], [1.0, 0.25]]}
                 },
-                "people_counter_input": {
-                    "source": "rtsp://admin:p@ss!w0rd@192.0.2.9/stream1"
-                },
+                "people_counter_input": {"source": "rtsp://192.0.2.9/stream1"},
+                "people_counter_camera_username": "admin",
+                "people_counter_camera_password": "p@ss/w0rd:%",
             }
         ),
         verbose=True,
@@ -225,7 +233,7 @@ def test_a_host_override_merges_over_the_group_key_by_key() -> None:
     assert "occupancy_max: 10" in output and "retention_days: 30" in output, output[
         -3000:
     ]
-    assert "***@192.0.2.9" in output, output[-3000:]
+    assert "credentials_file: /run/credentials/people-counter.service/camera" in output
     assert "p@ss" not in output and "w0rd" not in output, (
         "the camera's password was printed"
     )
