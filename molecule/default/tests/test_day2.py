@@ -3,6 +3,7 @@ backup, reset, restore), playbooks/backup.yml, and playbooks/rotate-passwords.ym
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -103,3 +104,21 @@ def test_rotating_passwords_ends_sessions_and_keeps_counting(
         ),
         60,
     )
+
+
+def test_prometheus_targets_come_from_the_inventory_and_answer(
+    devices: list[Node],
+) -> None:
+    result = run_playbook("prometheus-targets.yml")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    targets = json.loads(
+        (INVENTORY_DIR.parent / "prometheus" / "people-counter.json").read_text()
+    )
+    by_device = {entry["labels"]["device"]: entry["targets"] for entry in targets}
+    assert by_device == {device.name: [f"{device.address}:8443"] for device in devices}
+    for device in devices:
+        status, _, body = device.browser().get("/metrics")
+        assert status == 200 and b"peoplecounter_build_info" in body, (
+            status,
+            body[:300],
+        )
