@@ -8,9 +8,12 @@ messages and the totals after a restart.
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -181,6 +184,70 @@ def test_kill_9_and_restart_counts_as_an_uninterrupted_run(
     assert all(abs(visits[i] - uninterrupted[i]) <= 1.0 for i in common), [
         (i, visits[i], uninterrupted[i]) for i in common if abs(visits[i] - uninterrupted[i]) > 1.0
     ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs in a mount namespace")
+def test_a_disk_filled_while_counting_loses_nothing(
+    tmp_path: Path, sample_video: Path, default_model_xml: Path, full_run_dir: Path
+) -> None:
+    """The state directory is a small tmpfs (in a mount namespace of the counter's own), filled up
+    while the counter counts and freed later: the counter goes on, says so in one line and one
+    more when it can write again, and ends with the totals and the visits of a run without fault."""
+    mnt, out, results = tmp_path / "mnt", tmp_path / "out", tmp_path / "results.jsonl"
+    mnt.mkdir()
+    out.mkdir()
+    state = mnt / "state"
+    config = write_config(tmp_path / "config.yml", {"stream": {"enabled": False}})
+    run = [sys.executable, "-m", "people_counter.cli", "run", "-c", str(config), "--input", str(sample_video)]
+    run += ["--state-dir", str(state), "--results", str(results), "--no-realtime", "--no-mqtt"]
+    # The shell stays, so that the store is copied out of the tmpfs before the namespace goes.
+    script = (
+        f"mount -t tmpfs -o size=64m tmpfs {mnt} && mkdir {state} && ln -s {default_model_xml.parent.parent} "
+        f'{state}/models && "$@"; status=$?; cp {state}/counts.sqlite3 {out}/; exit $status'
+    )
+    log = tmp_path / "counter.log"
+    with log.open("w") as log_file:
+        counter = subprocess.Popen(
+            ["unshare", "-m", "sh", "-c", script, "sh", *run], stdout=log_file, stderr=subprocess.STDOUT
+        )
+    in_its_mounts = ["nsenter", "-t", str(counter.pid), "-m", "sh", "-c"]
+
+    def frames_at_least(n: int) -> bool:
+        return len(read_results(results)) >= n or counter.poll() is not None
+
+    try:
+        assert wait_until(lambda: frames_at_least(150), 180), log.read_text()[-3000:]
+        subprocess.run([*in_its_mounts, f"cat /dev/zero > {mnt}/filler"], check=False, capture_output=True)
+        assert wait_until(lambda: "cannot write" in log.read_text() or counter.poll() is not None, 60)
+        assert wait_until(lambda: frames_at_least(450), 180), log.read_text()[-3000:]
+        assert counter.poll() is None, "the run ended before the disk was freed"
+        subprocess.run([*in_its_mounts, f"rm {mnt}/filler"], check=True)
+        assert counter.wait(timeout=180) == 0, log.read_text()[-3000:]
+    finally:
+        if counter.poll() is None:
+            counter.kill()
+            counter.wait(10)
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert len([line for line in text.splitlines() if "cannot write" in line]) == 1, text[-3000:]
+    assert len([line for line in text.splitlines() if "writing again" in line]) == 1, text[-3000:]
+    faulty, reference = out / "counts.sqlite3", database_path(full_run_dir / "state")
+    assert stored_totals(faulty) == stored_totals(reference)
+
+    # The same visits (a file's clock starts at each run's start, so only their times differ).
+    def visits(database: Path) -> list[tuple[object, ...]]:
+        return [(e.type, e.track_id, e.duration_s) for e in stored_events(database)]
+
+    assert visits(faulty) == visits(reference)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
 
 
 def test_a_looping_file_resumes_where_it_was_killed_like_a_camera(
