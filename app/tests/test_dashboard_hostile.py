@@ -29,7 +29,6 @@ from people_counter.dashboard.config import DashboardMqttConfig
 from people_counter.dashboard.health import assess
 from people_counter.dashboard.live import RECENT_ALERTS_BYTES, LiveFeed
 from people_counter.dashboard.login_limit import FREE_FAILURES, LoginLimiter
-from people_counter.dashboard.passwords import hash_password
 from people_counter.outputs.frame_sink import FrameSink
 from testsupport.live_stack import CounterPublisher, DashboardProcess, LivePair, MjpegViewer, http_get, short_tmp
 from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available
@@ -303,8 +302,8 @@ def test_guessing_gets_429_while_the_right_password_gets_in_from_elsewhere(dash:
 
 def test_logout_ends_the_session_on_the_server_even_after_a_restart() -> None:
     with short_tmp() as run:
-        dash = DashboardProcess(run, None, run / "none.sock").start()
-        try:
+        # Each start is a new process on a new port, with the same state directory (run).
+        with DashboardProcess(run, None, run / "none.sock") as dash:
             _, cookie = dash.login()
             _, other = dash.login()
             assert http_get(dash.url + "/api/state", cookie)[0] == 200
@@ -312,24 +311,13 @@ def test_logout_ends_the_session_on_the_server_even_after_a_restart() -> None:
             assert status == 303
             assert http_get(dash.url + "/api/state", cookie)[0] == 401  # at once
             assert http_get(dash.url + "/api/state", other)[0] == 200  # only that session ended
-        finally:
-            dash.stop()
-        dash.start()
-        try:
+        with DashboardProcess(run, None, run / "none.sock") as dash:
             assert http_get(dash.url + "/api/state", cookie)[0] == 401
             assert http_get(dash.url + "/api/state", other)[0] == 200
-        finally:
-            dash.stop()
         # A new password ends every session.
-        config = yaml.safe_load(dash.config_path.read_text())
-        config["auth"]["password_hash"] = hash_password("another-one", b"test-salt-fixed!")
-        dash.config_path.write_text(yaml.safe_dump(config))
-        dash.start()
-        try:
+        with DashboardProcess(run, None, run / "none.sock", password="another-one") as dash:
             assert http_get(dash.url + "/api/state", other)[0] == 401
-            assert dash.login("another-one")[0] == 303
-        finally:
-            dash.stop()
+            assert dash.login()[0] == 303
 
 
 def test_a_login_form_that_never_arrives_gets_408() -> None:
@@ -447,6 +435,11 @@ def test_https_with_a_plain_http_port_that_only_redirects() -> None:
             assert status == 303
             flags = {p.strip().lower() for p in set_cookie.split(";")[1:]}
             assert {"secure", "httponly", "samesite=strict"} <= flags
+            # Over TLS, the page's own origin is https://...: its POSTs pass the Origin check.
+            own = {"Content-Type": "application/x-www-form-urlencoded", "Origin": f"https://127.0.0.1:{dash.port}"}
+            assert https("POST", "/login", body="password=" + dash.password, headers=own)[0] == 303
+            own["Origin"] = f"http://127.0.0.1:{dash.port}"
+            assert https("POST", "/login", body="password=" + dash.password, headers=own)[0] == 403
             # Plain HTTP only redirects, to the same path on HTTPS.
             status, headers, _ = _request(redirect_port, "GET", "/api/history?range=day")
             assert status == 308

@@ -48,15 +48,12 @@ class ConnectionGuard:
         self.limits = limits
         self.ssl_context = ssl_context
         self.open: collections.Counter[str] = collections.Counter()
-        self.refused = 0
-        self.timed_out = 0
 
     def __call__(self) -> GuardedProtocol:
         return GuardedProtocol(self)
 
     def admit(self, address: str) -> bool:
         if self.open[address] >= self.limits.max_per_address or self.open.total() >= self.limits.max_connections:
-            self.refused += 1
             log.warning(
                 "refused a connection from %s: %d open from it, %d in all (caps %d and %d)",
                 address,
@@ -73,14 +70,6 @@ class ConnectionGuard:
         self.open[address] -= 1
         if self.open[address] <= 0:
             del self.open[address]
-
-    def head_timed_out(self, address: str) -> None:
-        self.timed_out += 1
-        log.warning(
-            "closed a connection from %s: no complete request head in %.0f s",
-            address,
-            self.limits.head_timeout_s,
-        )
 
 
 class GuardedProtocol(asyncio.Protocol):
@@ -132,7 +121,8 @@ class GuardedProtocol(asyncio.Protocol):
     def _expire(self) -> None:
         self._timer = None
         if self.inner is None and self.transport is not None:
-            self.guard.head_timed_out(self.address)
+            limit = self.guard.limits.head_timeout_s
+            log.warning("closed a connection from %s: no complete request head in %.0f s", self.address, limit)
             self.transport.abort()
 
     def _check_head(self) -> None:

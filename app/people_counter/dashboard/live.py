@@ -64,7 +64,6 @@ class LiveFeed:
         """When (self.clock) the state's `input` stopped being "ok"; None while it is."""
         self.alerts: collections.deque[dict[str, Any]] = collections.deque()
         self._alert_sizes: collections.deque[int] = collections.deque()
-        self.ignored_messages = 0
         self._clients: set[asyncio.Queue[tuple[str, str]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mqtt: mqtt.Client | None = None
@@ -133,7 +132,6 @@ class LiveFeed:
 
     def _ignore(self, why: str, *args: object) -> None:
         """One warning per kind of bad message (a fixed template each, for the RepeatFilter)."""
-        self.ignored_messages += 1
         log.warning("ignoring a message on " + why, *args)
 
     def _apply(self, topic: str, payload: bytes) -> None:
