@@ -383,7 +383,11 @@ def exposure(node: Node, unit: str) -> float:
 
 
 def run_playbook(
-    playbook: str, *extra_vars: str, limit: str | None = None, verbose: bool = False
+    playbook: str,
+    *extra_vars: str,
+    limit: str | None = None,
+    tags: str | None = None,
+    verbose: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """ansible-playbook playbooks/PLAYBOOK on the scenario's inventory, as an operator runs it."""
     env = dict(os.environ)
@@ -405,6 +409,8 @@ def run_playbook(
         argv += ["-e", value]
     if limit:
         argv += ["-l", limit]
+    if tags:
+        argv += ["--tags", tags]
     if verbose:
         argv.append("-v")
     argv.append(str(PROJECT_DIR / "playbooks" / playbook))

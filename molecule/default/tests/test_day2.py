@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sqlite3
 import time
 
@@ -122,3 +123,44 @@ def test_prometheus_targets_come_from_the_inventory_and_answer(
             status,
             body[:300],
         )
+
+
+def _dashboard_reachable(device: Node) -> bool:
+    try:
+        with socket.create_connection((device.address, 8443), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.units(DASHBOARD)
+def test_the_firewall_keeps_the_dashboard_to_the_management_network(
+    devices: list[Node],
+) -> None:
+    """With people_counter_firewall_allow naming a network the controller is not in, the
+    controller cannot reach the dashboard's port while the device's loopback still can; with the
+    list emptied again, the firewall and its table are gone."""
+    device = devices[-1]
+    assert _dashboard_reachable(device)
+    closed = run_playbook(
+        "site.yml",
+        json.dumps({"people_counter_firewall_allow": ["192.0.2.0/24"]}),
+        limit=device.name,
+        tags="people_counter_run",
+    )
+    try:
+        assert closed.returncode == 0, (closed.stdout + closed.stderr)[-3000:]
+        assert (
+            device.show("people-counter-firewall.service", "ActiveState")["ActiveState"]
+            == "active"
+        )
+        assert not _dashboard_reachable(device), "the controller reached the dashboard"
+        code = device.check(
+            "curl -sk -o /dev/null -w '%{http_code}' --max-time 5 https://127.0.0.1:8443/healthz"
+        )
+        assert code.strip() in ("200", "503"), code
+    finally:
+        opened = run_playbook("site.yml", limit=device.name, tags="people_counter_run")
+    assert opened.returncode == 0, (opened.stdout + opened.stderr)[-3000:]
+    assert _dashboard_reachable(device)
+    assert "people_counter" not in device.check("nft list tables")
