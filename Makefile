@@ -87,6 +87,7 @@ test:
 bench: setup
 	cd app && $(PY) -m bench.counter_bench --json $(CURDIR)/artifacts/bench.json
 	cd app && $(PY) -m bench.live_bench
+	cd app && $(PY) -m bench.fleet_load --devices 1000 --duration-s 60
 
 # mutmut over the pure stages with their unit tests ([tool.mutmut] in app/pyproject.toml), niced:
 # more than an hour on 2 cores. Not part of `make test`; the score is in docs/mutation.md.
