@@ -108,22 +108,12 @@ print(json.dumps(dump))
 """
 
 
-def run_counts(tmp_path: Path, fault: str) -> tuple[dict[str, object], str]:
-    state = tmp_path / fault
+def in_a_small_tmpfs(state: Path, script: str, *args: str) -> tuple[str, str]:
+    """Run `script` with `state` (a new directory) as a 32 MB tmpfs; its stdout and stderr."""
     state.mkdir()
     mount = f"mount -t tmpfs -o size=32m,mode=0755 tmpfs {state}"
     done = subprocess.run(
-        [
-            "unshare",
-            "-m",
-            "sh",
-            "-c",
-            f'{mount} && exec "$0" -c "$1" "$2" "$3"',
-            sys.executable,
-            CHILD,
-            str(state),
-            fault,
-        ],
+        ["unshare", "-m", "sh", "-c", f'{mount} && exec "$0" -c "$@"', sys.executable, script, str(state), *args],
         cwd=APP_DIR,
         capture_output=True,
         text=True,
@@ -131,7 +121,12 @@ def run_counts(tmp_path: Path, fault: str) -> tuple[dict[str, object], str]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout), done.stderr
+    return done.stdout, done.stderr
+
+
+def run_counts(tmp_path: Path, fault: str) -> tuple[dict[str, object], str]:
+    out, log = in_a_small_tmpfs(tmp_path / fault, CHILD, fault)
+    return json.loads(out), log
 
 
 def test_a_full_disk_loses_nothing_and_says_so_in_two_lines(tmp_path: Path) -> None:
@@ -144,3 +139,36 @@ def test_a_full_disk_loses_nothing_and_says_so_in_two_lines(tmp_path: Path) -> N
     assert [line.split(" ", 1)[0] for line in faulty_log.splitlines()] == ["ERROR", "WARNING"], faulty_log
     assert "cannot write" in faulty_log and "writing again" in faulty_log
     assert clean_log == ""
+
+
+FULL_AT_START = r"""
+import logging, sys
+from pathlib import Path
+from people_counter.outputs.store import CountStore
+from people_counter.stage_data import CountingResult, PersonEvent, Totals
+
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+state = Path(sys.argv[1])
+CountStore(state).close()  # the database of an earlier run
+with (state / "filler").open("wb", buffering=0) as out:
+    try:
+        while True:
+            out.write(b"\0" * 65536)
+    except OSError:
+        pass
+now = [0.0]
+store = CountStore(state, clock=lambda: now[0])
+store.record(Totals(total=1), CountingResult((PersonEvent("enter", 1, 1.0),)), 1, 1.0, 1)
+print(store.status)
+(state / "filler").unlink()
+now[0] = 10.0
+store.flush(2.0)
+print(store.status, store.load()[0].total)
+store.close()
+"""
+
+
+def test_a_disk_full_at_start_opens_the_store_degraded_and_writes_once_freed(tmp_path: Path) -> None:
+    out, log = in_a_small_tmpfs(tmp_path / "state", FULL_AT_START)
+    assert out.splitlines() == ["degraded", "ok 1"], log
+    assert "Traceback" not in log and "cannot write" in log

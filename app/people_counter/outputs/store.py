@@ -221,7 +221,11 @@ def _connect(path: Path) -> sqlite3.Connection:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, DB_MODE))
     try:
         db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as error:
+            # A full disk at start: go on in the file's journal mode; the writes wait in memory.
+            mode = f"unchanged: {error}"
         if mode != "wal":
             # Still correct, but each commit then waits for an fsync: record() gets slower.
             log.warning("%s: could not switch to WAL (journal mode %s); commits will be slower", path, mode)
