@@ -33,7 +33,7 @@ from people_counter.dashboard.stalled import drop_stalled
 log = logging.getLogger("people_counter.dashboard.live")
 
 RECENT_ALERTS = 50
-RECENT_ALERTS_BYTES = 256 * 1024
+RECENT_ALERTS_BYTES = 64 * 1024  # a real alert is ~150 bytes: 50 of them fit many times over
 _CLIENT_QUEUE = 16
 HEARTBEAT_S = 1.0
 
