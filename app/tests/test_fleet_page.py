@@ -178,5 +178,7 @@ def test_check_config_and_version(tmp_path: Path, fleet: FleetProcess) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "retention_days" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+    missing = run_cli("-c", str(tmp_path / "nothing.yml"))
+    assert missing.returncode == 2 and "no such config file" in missing.stderr and missing.stderr.count("\n") == 1
     version = run_cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("people-counter-fleet ")
