@@ -14,7 +14,7 @@ import pytest
 APP_DIR = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = APP_DIR / "people_counter"
 DATA_FILES = {"people_counter/py.typed", "people_counter/pins.yml", "people_counter/mqtt_topics.yml"}
-SCRIPTS = {"people-counter", "people-counter-stream", "people-counter-dashboard"}
+SCRIPTS = {"people-counter", "people-counter-stream", "people-counter-dashboard", "people-counter-fleet"}
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +63,14 @@ def test_the_wheel_has_every_module_and_data_file(wheel: zipfile.ZipFile) -> Non
         path.relative_to(APP_DIR).as_posix() for path in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in path.parts
     }
     assert modules - names == set(), "modules of the package missing from the wheel"
-    static = {path.relative_to(APP_DIR).as_posix() for path in (PACKAGE_DIR / "dashboard" / "static").iterdir()}
-    assert static, "the dashboard has static files"
-    assert static - names == set(), "the dashboard's static files"
+    for page in ("dashboard", "fleet"):
+        static = {path.relative_to(APP_DIR).as_posix() for path in (PACKAGE_DIR / page / "static").iterdir()}
+        assert static, f"the {page} has static files"
+        assert static - names == set(), f"the {page}'s static files"
     assert DATA_FILES - names == set(), "py.typed and the contract's and the pins' data files"
 
 
-def test_the_wheel_installs_the_three_programs(wheel: zipfile.ZipFile) -> None:
+def test_the_wheel_installs_its_programs(wheel: zipfile.ZipFile) -> None:
     (entry_points,) = (name for name in _names(wheel) if name.endswith(".dist-info/entry_points.txt"))
     text = wheel.read(entry_points).decode()
     section = text.split("[console_scripts]")[1].split("[")[0]
