@@ -7,7 +7,10 @@ import io
 import sqlite3
 from pathlib import Path
 
-from people_counter.fleet.history_store import HistoryStore
+import pytest
+
+from people_counter.fleet.history_store import SCHEMA_VERSION, HistoryStore
+from people_counter.outputs.store import StoreError
 
 T0 = 1_800_000_000 - 1_800_000_000 % 3600  # a whole hour, so buckets line up
 
@@ -88,3 +91,14 @@ def test_a_state_or_event_without_a_usable_ts_is_skipped(tmp_path: Path) -> None
     store.flush()
     assert rows(store, "a") == []
     store.close()
+
+
+def test_a_newer_schema_is_refused_not_opened(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.sqlite3"
+    HistoryStore(path, retention_days=7).close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        HistoryStore(path, retention_days=7)

@@ -180,5 +180,11 @@ def test_check_config_and_version(tmp_path: Path, fleet: FleetProcess) -> None:
     assert "Traceback" not in result.stderr
     missing = run_cli("-c", str(tmp_path / "nothing.yml"))
     assert missing.returncode == 2 and "no such config file" in missing.stderr and missing.stderr.count("\n") == 1
+    config = fleet.config_path.read_text().replace(str(fleet.config_path.parent / "fleet-mqtt.pw"), "/nonexistent/pw")
+    no_password = tmp_path / "no-password.yml"
+    no_password.write_text(config.replace(str(fleet.database), str(tmp_path / "fleet.sqlite3")))
+    result = run_cli("-c", str(no_password))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "mqtt.password_file: cannot read" in result.stderr
     version = run_cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("people-counter-fleet ")

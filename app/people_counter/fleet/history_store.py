@@ -18,13 +18,14 @@ import io
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
-from people_counter.outputs.store import HistoryBucket
+from people_counter.outputs.store import HistoryBucket, StoreError
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS minutes (
     device TEXT NOT NULL,
@@ -123,15 +124,22 @@ def _int(value: object) -> int | None:
 
 
 class HistoryStore:
-    def __init__(self, path: Path, retention_days: int, clock: Any = time.time) -> None:
+    def __init__(self, path: Path, retention_days: int, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.retention_s = retention_days * 86400
         self.clock = clock
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{path}: schema version {version} is newer than this release's ({SCHEMA_VERSION})")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as error:
+            raise StoreError(f"{path}: cannot open the fleet history: {error}") from None
         self._write_lock = threading.Lock()
         self._batch: Batch = {}
         saved = self._db.execute("SELECT device, crossed_in, crossed_out FROM crossings")

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from people_counter.contract import DeviceTopic, DeviceTopics
+from people_counter.errors import ConfigError
 from people_counter.fleet.config import FleetMqttConfig
 
 log = logging.getLogger("people_counter.fleet.inbox")
@@ -64,7 +65,10 @@ class Inbox:
         if self.cfg.username:
             password = None
             if self.cfg.password_file is not None:
-                password = self.cfg.password_file.read_text(encoding="utf-8").strip()
+                try:
+                    password = self.cfg.password_file.read_text(encoding="utf-8").strip()
+                except OSError as error:
+                    raise ConfigError(f"mqtt.password_file: cannot read: {error.strerror or error}") from None
             client.username_pw_set(self.cfg.username, password)
         if self.cfg.ca_file is not None:
             client.tls_set(ca_certs=str(self.cfg.ca_file), cert_reqs=ssl.CERT_REQUIRED)
