@@ -169,7 +169,7 @@ def test_bad_config_stops_on_one_line(device: Node) -> None:
             lambda: device.show(COUNTER, "ActiveState")["ActiveState"] == "failed",
             60,
         )
-        time.sleep(2 * 5)  # two restart delays: no restart comes
+        time.sleep(3 * 2)  # three restart delays: no restart comes
         shown = device.show(COUNTER, "ActiveState", "NRestarts", "ExecMainStatus")
         assert shown == {
             "ActiveState": "failed",
