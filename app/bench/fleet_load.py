@@ -64,6 +64,8 @@ class Figures:
     delay_p99_s: float | None
     delay_samples: int
     generator_cpu: float
+    generator_lag_p99_s: float | None
+    """How late the generator sent its states: a large figure means it, not the page, was short of CPU."""
     connect_s: float
 
 
@@ -108,6 +110,7 @@ class SimulatedFleet:
         self.clients: list[mqtt.Client] = []
         self.published = 0
         self.connected = 0
+        self.lags: list[float] = []
         self._rng = random.Random(14)
 
     async def connect(self) -> None:
@@ -137,8 +140,10 @@ class SimulatedFleet:
         period = 1.0 / self.state_hz
         await asyncio.sleep(self._rng.random() * period)  # devices are not in step
         p_visit = period / self.visit_every_s
-        while time.time() < until:
+        due = time.time()
+        while due < until:
             now = time.time()
+            self.lags.append(now - due)  # how late the generator is: its own backlog, not the page's
             if self._rng.random() < p_visit:
                 self._publish(client, device.topics.event, device.enter(now))
             if device.in_view and self._rng.random() < p_visit:
@@ -146,7 +151,8 @@ class SimulatedFleet:
                 if left is not None:
                     self._publish(client, device.topics.event, left)
             self._publish(client, device.topics.state, device.state(time.time()), retain=True)
-            await asyncio.sleep(period)
+            due += period
+            await asyncio.sleep(max(0.0, due - time.time()))
 
     async def run(self, seconds: float) -> None:
         until = time.time() + seconds
@@ -216,6 +222,7 @@ async def measure(devices: int, duration_s: float, state_hz: float, visit_every_
             me = psutil.Process(os.getpid())
             cpu0 = {name: _cpu(p) for name, p in procs.items()}
             mine0, published0, t0 = _cpu(me), fleet_sim.published, time.monotonic()
+            fleet_sim.lags.clear()
             rss = dict.fromkeys(procs, 0)
             while not runner.done():
                 for name, p in procs.items():
@@ -240,6 +247,7 @@ async def measure(devices: int, duration_s: float, state_hz: float, visit_every_
         delay_p99_s=None if (p99 := _percentile(delays, 0.99)) is None else round(p99, 3),
         delay_samples=len(delays),
         generator_cpu=round(mine, 3),
+        generator_lag_p99_s=None if (lag := _percentile(fleet_sim.lags, 0.99)) is None else round(lag, 3),
         connect_s=round(connect_s, 1),
     )
 
