@@ -8,12 +8,15 @@ it has a Last Will of `offline` on `available`, says `online`, and publishes its
 visitor every `--visit-every-s`), all made by contract.py's builders (testsupport/fleet_stack.py's
 SimDevice). The state's `ts` is the moment of publishing.
 
+The devices are shared among `--processes` generator processes (2 by default), each driving its
+paho clients from one asyncio loop (no thread per client).
+
 Measured over the window of `--duration-s`, after every device has connected:
 - the broker's and the fleet page's CPU (a share of one core) and their peak RSS (psutil, by PID);
 - the delay from a device's publish to the fleet page's live update: a separate process reads the
   page's SSE stream and takes, for each (device, state ts) the first time it arrives, its age;
-- what the generator itself achieved (messages a second, its own CPU): on 2 cores it competes
-  with what it measures, so its own share is printed too.
+- what the generator itself achieved (messages a second, its processes' CPU, how late it sent its
+  states): on 2 cores it competes with what it measures, so its own share is printed too.
 
 Everything runs on 127.0.0.1 and is stopped by its own PID at the end.
 """
@@ -25,7 +28,6 @@ import asyncio
 import http.client
 import json
 import multiprocessing
-import os
 import platform
 import random
 import resource
@@ -102,16 +104,16 @@ class _Socketed:
 
 
 class SimulatedFleet:
-    def __init__(self, broker: MosquittoBroker, devices: int, state_hz: float, visit_every_s: float) -> None:
-        self.broker = broker
-        self.devices = [SimDevice(f"sim-{i:05d}") for i in range(devices)]
+    def __init__(self, host: str, port: int, ids: range, state_hz: float, visit_every_s: float) -> None:
+        self.host, self.port = host, port
+        self.devices = [SimDevice(f"sim-{i:05d}") for i in ids]
         self.state_hz = state_hz
         self.visit_every_s = visit_every_s
         self.clients: list[mqtt.Client] = []
         self.published = 0
         self.connected = 0
         self.lags: list[float] = []
-        self._rng = random.Random(14)
+        self._rng = random.Random(ids.start)
 
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,7 +122,7 @@ class SimulatedFleet:
             _Socketed(loop, client)
             client.on_connect = self._on_connect
             client.user_data_set(device)
-            client.connect(self.broker.host, self.broker.port, keepalive=60)
+            client.connect(self.host, self.port, keepalive=60)
             self.clients.append(client)
             if len(self.clients) % 50 == 0:
                 await asyncio.sleep(0.01)  # let the broker answer: no burst of thousands at once
@@ -154,13 +156,31 @@ class SimulatedFleet:
             due += period
             await asyncio.sleep(max(0.0, due - time.time()))
 
-    async def run(self, seconds: float) -> None:
-        until = time.time() + seconds
+    async def run(self, until: float) -> None:
         await asyncio.gather(*(self._device(c, d, until) for c, d in zip(self.clients, self.devices, strict=True)))
 
     def close(self) -> None:
         for client in self.clients:
             client.disconnect()
+
+
+def _generate(conn: Any, host: str, port: int, ids: range, state_hz: float, visit_every_s: float) -> None:
+    """A generator process: connect its devices, say so, then publish over the window it is sent."""
+
+    async def work() -> None:
+        fleet = SimulatedFleet(host, port, ids, state_hz, visit_every_s)
+        await fleet.connect()
+        conn.send("connected")
+        since, until = await asyncio.to_thread(conn.recv)
+        runner = asyncio.create_task(fleet.run(until))
+        await asyncio.sleep(max(0.0, since - time.time()))
+        published0 = fleet.published
+        fleet.lags.clear()
+        await runner
+        conn.send((fleet.published - published0, fleet.lags))
+        fleet.close()
+
+    asyncio.run(work())
 
 
 def _read_delays(port: int, cookie: str, since: float, until: float, out: Any) -> None:
@@ -198,43 +218,56 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(devices: int, duration_s: float, state_hz: float, visit_every_s: float) -> Figures:
+def measure(devices: int, duration_s: float, state_hz: float, visit_every_s: float, processes: int) -> Figures:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * devices + 1024)), hard))
     with MosquittoBroker() as broker, short_tmp("fleet-bench-") as run:
         defaults = {"push_interval_s": 0.25, "flush_interval_s": 5.0, "max_devices": MAX_DEVICES}
         with FleetProcess(run, broker, extra=defaults) as fleet:
-            fleet_sim = SimulatedFleet(broker, devices, state_hz, visit_every_s)
             started = time.monotonic()
-            await fleet_sim.connect()
+            share = -(-devices // processes)
+            generators = []
+            for start in range(0, devices, share):
+                mine, theirs = multiprocessing.Pipe()
+                ids = range(start, min(devices, start + share))
+                args = (theirs, broker.host, broker.port, ids, state_hz, visit_every_s)
+                process = multiprocessing.Process(target=_generate, args=args, daemon=True)
+                process.start()
+                generators.append((process, mine))
+            for _, pipe in generators:
+                if not pipe.poll(300) or pipe.recv() != "connected":
+                    raise RuntimeError("a generator process did not connect its devices in 300 s")
             connect_s = time.monotonic() - started
             warm_up_s = 5.0
             since = time.time() + warm_up_s
             until = since + duration_s
+            for _, pipe in generators:
+                pipe.send((since, until))
             receive, send = multiprocessing.Pipe(duplex=False)
             reader = multiprocessing.Process(
                 target=_read_delays, args=(fleet.port, fleet.cookie(), since, until, send), daemon=True
             )
             reader.start()
-            runner = asyncio.create_task(fleet_sim.run(warm_up_s + duration_s))
-            await asyncio.sleep(warm_up_s)
+            time.sleep(max(0.0, since - time.time()))
             procs = {"broker": psutil.Process(broker.pid), "fleet": psutil.Process(fleet.pid)}
-            me = psutil.Process(os.getpid())
+            workers = [psutil.Process(process.pid) for process, _ in generators]
             cpu0 = {name: _cpu(p) for name, p in procs.items()}
-            mine0, published0, t0 = _cpu(me), fleet_sim.published, time.monotonic()
-            fleet_sim.lags.clear()
+            workers0, t0 = sum(_cpu(p) for p in workers), time.monotonic()
             rss = dict.fromkeys(procs, 0)
-            while not runner.done():
+            while time.time() < until:
                 for name, p in procs.items():
                     rss[name] = max(rss[name], p.memory_info().rss)
-                await asyncio.sleep(1.0)
+                time.sleep(1.0)
+            results = [pipe.recv() for _, pipe in generators]
             window = time.monotonic() - t0
             cpu = {name: (_cpu(p) - cpu0[name]) / window for name, p in procs.items()}
-            mine = (_cpu(me) - mine0) / window
-            rate = (fleet_sim.published - published0) / window
-            delays = await asyncio.to_thread(receive.recv)
+            generator_cpu = (sum(_cpu(p) for p in workers) - workers0) / window
+            rate = sum(published for published, _ in results) / window
+            lags = [lag for _, worker_lags in results for lag in worker_lags]
+            delays = receive.recv()
+            for process, _ in generators:
+                process.join(10)
             reader.join(10)
-            fleet_sim.close()
     return Figures(
         devices=devices,
         duration_s=round(window, 1),
@@ -246,8 +279,8 @@ async def measure(devices: int, duration_s: float, state_hz: float, visit_every_
         delay_p50_s=None if not delays else round(statistics.median(delays), 3),
         delay_p99_s=None if (p99 := _percentile(delays, 0.99)) is None else round(p99, 3),
         delay_samples=len(delays),
-        generator_cpu=round(mine, 3),
-        generator_lag_p99_s=None if (lag := _percentile(fleet_sim.lags, 0.99)) is None else round(lag, 3),
+        generator_cpu=round(generator_cpu, 3),
+        generator_lag_p99_s=None if (lag := _percentile(lags, 0.99)) is None else round(lag, 3),
         connect_s=round(connect_s, 1),
     )
 
@@ -268,9 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=_bounded(float, 5, MAX_DURATION_S), default=60.0)
     parser.add_argument("--state-hz", type=_bounded(float, 0.1, MAX_STATE_HZ), default=1.0)
     parser.add_argument("--visit-every-s", type=_bounded(float, 1, 3600), default=20.0)
+    parser.add_argument("--processes", type=_bounded(int, 1, 8), default=2, help="generator processes")
     parser.add_argument("--json", type=Path, help="append the figures to this file as one JSON line")
     args = parser.parse_args(argv)
-    figures = asyncio.run(measure(args.devices, args.duration_s, args.state_hz, args.visit_every_s))
+    figures = measure(args.devices, args.duration_s, args.state_hz, args.visit_every_s, args.processes)
     row = asdict(figures)
     row["machine"] = f"{platform.machine()}, {psutil.cpu_count()} cores, {platform.python_version()}"
     row["date"] = time.strftime("%Y-%m-%d", time.gmtime())
