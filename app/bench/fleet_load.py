@@ -57,6 +57,8 @@ class Figures:
     devices: int
     duration_s: float
     messages_per_s: float
+    page_received_per_s: float
+    """The messages a second the page's MQTT client took from the broker (its /healthz count)."""
     broker_cpu: float
     """A share of one core."""
     broker_rss_mb: float
@@ -206,6 +208,11 @@ def _read_delays(port: int, cookie: str, since: float, until: float, out: Any) -
     out.send(delays)
 
 
+def _received(fleet: FleetProcess) -> int:
+    _, _, body = fleet.request("GET", "/healthz")
+    return int(json.loads(body)["received_messages"])
+
+
 def _cpu(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system
@@ -253,11 +260,14 @@ def measure(devices: int, duration_s: float, state_hz: float, visit_every_s: flo
             workers = [psutil.Process(process.pid) for process, _ in generators]
             cpu0 = {name: _cpu(p) for name, p in procs.items()}
             workers0, t0 = sum(_cpu(p) for p in workers), time.monotonic()
+            received0 = _received(fleet)
             rss = dict.fromkeys(procs, 0)
             while time.time() < until:
                 for name, p in procs.items():
                     rss[name] = max(rss[name], p.memory_info().rss)
                 time.sleep(1.0)
+            page_received = _received(fleet) - received0
+            page_window = time.monotonic() - t0
             results = [pipe.recv() for _, pipe in generators]
             window = time.monotonic() - t0
             cpu = {name: (_cpu(p) - cpu0[name]) / window for name, p in procs.items()}
@@ -272,6 +282,7 @@ def measure(devices: int, duration_s: float, state_hz: float, visit_every_s: flo
         devices=devices,
         duration_s=round(window, 1),
         messages_per_s=round(rate),
+        page_received_per_s=round(page_received / page_window),
         broker_cpu=round(cpu["broker"], 3),
         broker_rss_mb=round(rss["broker"] / 2**20, 1),
         fleet_cpu=round(cpu["fleet"], 3),

@@ -118,6 +118,7 @@ async def healthz(request: web.Request) -> web.Response:
         "broker": fleet.broker(),
         "devices": totals["devices"],
         "online": totals["online"],
+        "received_messages": fleet.inbox.received,
         "ignored_messages": fleet.inbox.ignored,
         "dropped_messages": fleet.inbox.dropped,
         "refused_devices": fleet.registry.refused_devices,

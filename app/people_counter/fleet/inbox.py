@@ -53,6 +53,7 @@ class Inbox:
         lead = f"{cfg.topic_prefix}/+/"
         self._kinds = {topic[len(lead) :]: kind for topic, kind in pattern.by_topic().items()}
         self._pending: collections.deque[FleetMessage] = collections.deque(maxlen=MAX_PENDING)
+        self.received = 0
         self.dropped = 0
         self.ignored = 0
         self.connected = False
@@ -107,6 +108,7 @@ class Inbox:
         self.connected, self.error = False, f"disconnected: {reason}"
 
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        self.received += 1
         parsed = self.parse(message.topic, bytes(message.payload), bool(message.retain))
         if parsed is None:
             return
