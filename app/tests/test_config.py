@@ -261,7 +261,28 @@ def test_check_config_files_names_the_key_and_the_path_of_a_missing_file(tmp_pat
     video.unlink()
     assert main(["check-config", str(config)]) == 0
     # A camera or a stream names no file.
-    assert check_files(write(tmp_path, "input: {source: 'rtsp://cam/1'}\n")).returncode == 0
+    assert (
+        check_files(write(tmp_path, f"input: {{source: 'rtsp://cam/1'}}\nmodel: {{path: {model}}}\n")).returncode == 0
+    )
+
+
+def test_check_config_files_finds_the_catalog_model_and_leaves_unit_credentials_to_systemd(
+    tmp_path: Path,
+) -> None:
+    """model.name's IR under state_dir is a file the config names too; a /run/credentials path
+    exists only inside its running unit, and systemd itself refuses a missing credential."""
+    state = tmp_path / "state"
+    config = write(
+        tmp_path,
+        f"state_dir: {state}\ninput: {{source: 'rtsp://cam/1'}}\n"
+        "mqtt: {password_file: /run/credentials/people-counter.service/mqtt-password}\n",
+    )
+    done = check_files(config)
+    assert done.returncode == 2
+    assert f"model.name: {state}/models/nanodet/model.xml does not exist" in done.stderr
+    (state / "models" / "nanodet").mkdir(parents=True)
+    (state / "models" / "nanodet" / "model.xml").write_text("x")
+    assert check_files(config).returncode == 0, check_files(config).stderr
 
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
