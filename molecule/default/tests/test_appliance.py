@@ -371,9 +371,23 @@ def test_same_figures_reach_the_central_broker(device: Node, central: Node) -> N
     )
 
 
+@pytest.mark.units(MOSQUITTO)
 def test_central_broker_refuses_anonymous(central: Node) -> None:
+    # The broker is up: the fleet reader connects and gets the devices' retained states.
+    reader = central.mqtt_sub(
+        "people_counter/+/state",
+        FLEET_READER,
+        central.mqtt_password(FLEET_READER),
+        wait_s=10,
+        retained_only=True,
+    )
+    up = reader.rc == 0 and "total" in reader.stdout
+    assert up, f"the fleet reader got no state (exit {reader.rc}): {reader.stderr}"
+    # The same command without a login: the broker's own refusal (CONNACK 5), not a failed connection.
     result = central.mqtt_sub("people_counter/#", None, None, wait_s=3)
-    assert result.rc != 0
+    assert "Connection Refused: not authorised" in result.stderr + result.stdout
+    assert result.rc == 5, (result.rc, result.stderr)
+    assert "total" not in result.stdout
 
 
 # The dashboard.
