@@ -10,12 +10,12 @@ def inbox() -> Inbox:
     return Inbox(FleetMqttConfig(topic_prefix="people_counter"), max_message_bytes=1024, clock=lambda: 42.0)
 
 
-def test_it_subscribes_to_every_devices_four_topics() -> None:
+def test_it_subscribes_to_every_devices_four_topics_states_at_qos_0() -> None:
     assert sorted(inbox().subscriptions) == [
-        "people_counter/+/alert",
-        "people_counter/+/available",
-        "people_counter/+/event",
-        "people_counter/+/state",
+        ("people_counter/+/alert", 1),
+        ("people_counter/+/available", 1),
+        ("people_counter/+/event", 1),
+        ("people_counter/+/state", 0),
     ]
 
 

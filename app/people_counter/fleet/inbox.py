@@ -29,6 +29,12 @@ log = logging.getLogger("people_counter.fleet.inbox")
 
 MAX_PENDING = 200_000
 
+SUBSCRIBE_QOS: dict[DeviceTopic, int] = {"state": 0, "event": 1, "alert": 1, "available": 1}
+"""States at QoS 0: each is retained and superseded by the next (at least every 5 s), and at QoS 1
+the broker lets only a few unacknowledged messages to one client (Mosquitto: 20) be in flight,
+which caps a whole fleet's states at what one round trip allows. Events, alerts and availability
+are each counted once: QoS 1."""
+
 
 @dataclass(frozen=True, slots=True)
 class FleetMessage:
@@ -49,7 +55,7 @@ class Inbox:
         self.max_message_bytes = max_message_bytes
         self.clock = clock
         pattern = DeviceTopics(cfg.topic_prefix, "+")
-        self.subscriptions = [pattern.topic(kind) for kind in pattern.by_topic().values()]
+        self.subscriptions = [(pattern.topic(kind), SUBSCRIBE_QOS[kind]) for kind in pattern.by_topic().values()]
         lead = f"{cfg.topic_prefix}/+/"
         self._kinds = {topic[len(lead) :]: kind for topic, kind in pattern.by_topic().items()}
         self._pending: collections.deque[FleetMessage] = collections.deque(maxlen=MAX_PENDING)
@@ -100,9 +106,10 @@ class Inbox:
             self.connected, self.error = False, f"refused: {reason}"
             log.warning("the central broker refused the connection: %s", reason)
             return
-        client.subscribe([(topic, 1) for topic in self.subscriptions])
+        client.subscribe(self.subscriptions)
         self.connected, self.error = True, ""
-        log.info("subscribed to %s on %s:%d", ", ".join(self.subscriptions), self.cfg.host, self.cfg.port)
+        topics = ", ".join(f"{topic} (QoS {qos})" for topic, qos in self.subscriptions)
+        log.info("subscribed to %s on %s:%d", topics, self.cfg.host, self.cfg.port)
 
     def _on_disconnect(self, _c: object, _u: object, _f: object, reason: Any, _p: object) -> None:
         self.connected, self.error = False, f"disconnected: {reason}"
