@@ -133,6 +133,8 @@ def test_history_and_csv_from_the_bridged_messages(broker: MosquittoBroker, flee
     status, history = fleet.get_json("/api/history?device=hist-b&range=hour", cookie)
     assert status == 200 and history["device"] == "hist-b"
     assert sum(p["entries"] or 0 for p in history["points"]) == 1
+    _, headers, _ = fleet.request("GET", "/api/history.csv?device=hist-a&range=day", cookie)
+    assert headers["content-disposition"] == 'attachment; filename="people-hist-a-day.csv"'
     assert fleet.request("GET", "/api/history.csv?device=nobody", cookie)[0] == 404
     assert fleet.request("GET", "/api/history?device=all&range=year", cookie)[0] == 400
 

@@ -32,6 +32,7 @@ from people_counter.fleet.stream import FleetStream
 
 STATIC_DIR = Path(__file__).with_name("static")
 _DEVICE = re.compile(r"^[^/#+\s]{1,200}$")
+_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class Fleet:
@@ -102,10 +103,11 @@ async def api_history_csv(request: web.Request) -> web.Response:
     span_s, _ = history.RANGES[name]
     now = time.time()
     text = await asyncio.to_thread(fleet.history.csv_text, device, now - span_s, now + 60)
+    filename = f"people-{_FILENAME.sub('_', device or 'fleet')}-{name}.csv"
     return web.Response(
         text=text,
         content_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="people-{device or "fleet"}-{name}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 
