@@ -22,6 +22,7 @@ from people_counter.contract import AVAILABLE_OFFLINE
 from people_counter.fleet.inbox import FleetMessage
 
 ALERT_TYPES = ("occupancy", "loitering")
+ALERT_FIELDS = ("type", "value", "threshold", "ts")
 FIGURES = ("count", "total", "in", "out", "avg_duration_s", "fps", "input", "store", "ts")
 """The state's figures the page shows; the rest of a state is not kept."""
 
@@ -82,7 +83,8 @@ class FleetRegistry:
             alert_type = message.data.get("type")
             if alert_type not in ALERT_TYPES:
                 return False
-            view.alerts[str(alert_type)] = {**message.data, "received": message.received}
+            alert = {key: message.data.get(key) for key in ALERT_FIELDS}
+            view.alerts[str(alert_type)] = {**alert, "received": message.received}
         if not message.retained:
             view.last_seen = message.received
         self._changed.add(view.device)
