@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from testsupport.fleet_stack import DeviceClient, FleetProcess, SimDevice
 from testsupport.live_stack import short_tmp
 from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available
