@@ -50,6 +50,7 @@ def test_minutes_per_device_and_the_fleets_sums(tmp_path: Path) -> None:
     assert len(buckets) == 1 and buckets[0].start_ts == T0
     assert buckets[0].entries == 2 and buckets[0].exits == 1 and buckets[0].max_count == 9
     assert store.buckets("b", T0, T0 + 3600, 60)[0].avg_count == 3.0
+    assert store.has_device("b") and not store.has_device("c")
     store.close()
 
 

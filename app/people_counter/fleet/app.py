@@ -68,7 +68,7 @@ def _device(request: web.Request) -> str | None:
         return None
     if not _DEVICE.match(device):
         raise web.HTTPBadRequest(text="device must be a device id or all")
-    if device not in fleet.registry.devices and device not in fleet.history.devices():
+    if device not in fleet.registry.devices and not fleet.history.has_device(device):
         raise web.HTTPNotFound(text=f"no device {device!r}")
     return device
 

@@ -262,5 +262,5 @@ class HistoryStore:
             writer.writerow([iso, device or "all", people_text, peak, entries, exits, visit, crossed_in, crossed_out])
         return out.getvalue()
 
-    def devices(self) -> list[str]:
-        return [str(row[0]) for row in self._read("SELECT DISTINCT device FROM minutes ORDER BY device", {})]
+    def has_device(self, device: str) -> bool:
+        return bool(self._read("SELECT 1 FROM minutes WHERE device = :device LIMIT 1", {"device": device}))
