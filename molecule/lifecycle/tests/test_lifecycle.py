@@ -147,7 +147,9 @@ def test_upgrade_to_a_healthy_release_carries_the_totals_over(
     # The units run the new release, through current.
     exec_start = device.check(f"systemctl show -p ExecStart {COUNTER}")
     assert f"{OPT}/current/venv/bin/people-counter" in exec_start, exec_start
-    assert _total(device) >= before, "the totals did not carry over to the new release"
+    after = _total(device)
+    print(f"total before {before}, after {after}")
+    assert after >= before, "the totals did not carry over to the new release"
 
 
 @pytest.mark.units(COUNTER)
@@ -173,6 +175,7 @@ def test_a_broken_release_rolls_back_with_the_totals_intact(
     assert rolled_back, (
         f"the failure does not name {device.name} rolled back to {release_b}:\n{output[-4000:]}"
     )
+    print(rolled_back.group(0))
     assert float(rolled_back.group(1)) <= ROLLBACK_WITHIN_S
     # C migrated the store to its own schema: B got the backup back, not a schema it cannot open.
     assert rolled_back.group(2) == "restored", output[-3000:]
@@ -183,7 +186,9 @@ def test_a_broken_release_rolls_back_with_the_totals_intact(
         "the failed release is gone"
     )
     assert device.show(COUNTER, "ActiveState")["ActiveState"] == "active"
-    assert _total(device) >= before, "the rollback lost counts"
+    after = _total(device)
+    print(f"total before {before}, after {after}")
+    assert after >= before, "the rollback lost counts"
 
 
 def _leftovers(device: Node) -> list[str]:
@@ -246,7 +251,9 @@ def test_remove_leaves_only_the_data_and_provisioning_again_works(device: Node) 
 
     result = run_playbook("site.yml")
     assert result.returncode == 0, _output(result)[-4000:]
-    assert _total(device) >= before, (
+    after = _total(device)
+    print(f"total before {before}, after {after}")
+    assert after >= before, (
         "provisioned again, the device did not go on from its kept counts"
     )
 
