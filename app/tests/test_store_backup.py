@@ -160,3 +160,15 @@ def test_the_commands_back_up_restore_and_tell_the_status(tmp_path: Path, capsys
     assert "total 5, in 5, out 0" in capsys.readouterr().out
     assert main(["restore", "-c", str(config), str(config)]) == 5
     assert "not a people-counter database" in capsys.readouterr().err
+
+
+def test_a_backup_is_one_self_contained_file(tmp_path: Path) -> None:
+    """The live database is WAL; its copy is not, so opening the copy leaves no -wal or -shm."""
+    store = CountStore(tmp_path / "state", retention_days=30)
+    count_people(store, range(1, 3))
+    copy = backup(tmp_path / "state", tmp_path / "copy.sqlite3")
+    store.close()
+    status_of_copy = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
+    assert status_of_copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    status_of_copy.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.sqlite3", "state"]

@@ -13,6 +13,7 @@ What the registry holds (docs/metrics.md lists every metric):
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,15 @@ def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+class _ProcessCollector(ProcessCollector):
+    """prometheus_client's process metrics, with the boot time from the clock instead of
+    /proc/stat: the dashboard's unit hides everything in /proc but its own processes
+    (ProcSubset=pid), and without a boot time the library's collector reports nothing."""
+
+    def _boot_time(self) -> float:
+        return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 class MonotonicTotals:
@@ -160,7 +170,7 @@ class DashboardMetrics:
 
     def __init__(self, feed: LiveFeed, video: JpegSource) -> None:
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
+        _ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.totals = MonotonicTotals()
         self._last_state_ts: float | None = None

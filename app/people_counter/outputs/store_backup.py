@@ -115,5 +115,8 @@ def _copy(db: sqlite3.Connection, dest: Path) -> None:
     copy = sqlite3.connect(dest)
     try:
         db.backup(copy)
+        # One self-contained file: the live database is WAL, and a copy left so would grow -wal
+        # and -shm files beside it whenever it is opened.
+        copy.execute("PRAGMA journal_mode=DELETE")
     finally:
         copy.close()

@@ -57,6 +57,21 @@ FLEET_READER = "fleet-reader"
 DASHBOARD_PORT = 8443
 DASHBOARD_HTTP_PORT = 8080
 DASHBOARD_CERT = "/etc/people-counter/tls/dashboard.crt"
+# Node.local_https: the device's python3, as there is no curl on a device.
+LOCAL_HTTPS = f"""
+import json, ssl, sys, urllib.error, urllib.parse, urllib.request
+base, path, form, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+context = ssl.create_default_context(cafile="{DASHBOARD_CERT}")
+data = urllib.parse.urlencode(json.loads(form)).encode() if form else None
+request = urllib.request.Request(base + path, data=data, headers={{"Origin": base}} if data else {{}})
+try:
+    with urllib.request.urlopen(request, context=context, timeout=timeout) as answer:
+        print(answer.status); print(answer.read().decode(errors="replace"))
+except urllib.error.HTTPError as error:
+    print(error.code); print(error.read().decode(errors="replace"))
+except OSError as error:
+    print(0); print(error)
+"""
 
 T = TypeVar("T")
 
@@ -253,6 +268,27 @@ class Node:
     def url(self, path: str) -> str:
         return f"https://{self.address}:{DASHBOARD_PORT}{path}"
 
+    def local_https(
+        self, path: str, form: dict[str, str] | None = None, timeout_s: float = 5
+    ) -> tuple[int, str]:
+        """A request to the dashboard from the device itself (loopback: another address than
+        the controller's), trusting the device's certificate; (0, why) when none came back."""
+        result = self.host.run(
+            shlex.join(
+                [
+                    "python3",
+                    "-c",
+                    LOCAL_HTTPS,
+                    f"https://127.0.0.1:{DASHBOARD_PORT}",
+                    path,
+                    json.dumps(form) if form is not None else "",
+                    str(timeout_s),
+                ]
+            )
+        )
+        status, _, body = result.stdout.partition("\n")
+        return int(status or 0), body
+
     def tls_context(self) -> ssl.SSLContext:
         """Trusts the device's self-signed dashboard certificate, and nothing else."""
         return ssl.create_default_context(cadata=self.check(f"cat {DASHBOARD_CERT}"))
@@ -386,7 +422,6 @@ def run_playbook(
     playbook: str,
     *extra_vars: str,
     limit: str | None = None,
-    tags: str | None = None,
     verbose: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """ansible-playbook playbooks/PLAYBOOK on the scenario's inventory, as an operator runs it."""
@@ -409,8 +444,6 @@ def run_playbook(
         argv += ["-e", value]
     if limit:
         argv += ["-l", limit]
-    if tags:
-        argv += ["--tags", tags]
     if verbose:
         argv.append("-v")
     argv.append(str(PROJECT_DIR / "playbooks" / playbook))

@@ -146,7 +146,6 @@ def test_the_firewall_keeps_the_dashboard_to_the_management_network(
         "site.yml",
         json.dumps({"people_counter_firewall_allow": ["192.0.2.0/24"]}),
         limit=device.name,
-        tags="people_counter_run",
     )
     try:
         assert closed.returncode == 0, (closed.stdout + closed.stderr)[-3000:]
@@ -160,7 +159,7 @@ def test_the_firewall_keeps_the_dashboard_to_the_management_network(
         )
         assert code.strip() in ("200", "503"), code
     finally:
-        opened = run_playbook("site.yml", limit=device.name, tags="people_counter_run")
+        opened = run_playbook("site.yml", limit=device.name)
     assert opened.returncode == 0, (opened.stdout + opened.stderr)[-3000:]
     assert _dashboard_reachable(device)
     assert "people_counter" not in device.check("nft list tables")

@@ -75,12 +75,8 @@ def changed_config(device: Node) -> Iterator[None]:
 
 def _healthz(device: Node) -> tuple[int, dict[str, object]]:
     """/healthz asked on the device itself (loopback), trusting the device's certificate."""
-    result = device.run(
-        f"curl -sS --max-time 5 --cacert /etc/people-counter/tls/dashboard.crt "
-        f"-w '\\n%{{http_code}}' https://127.0.0.1:{DASHBOARD_PORT}/healthz"
-    )
-    body, _, code = result.stdout.rpartition("\n")
-    return int(code or 0), (json.loads(body) if body.strip().startswith("{") else {})
+    status, body = device.local_https("/healthz")
+    return status, (json.loads(body) if body.strip().startswith("{") else {})
 
 
 # Transient faults and a bad config.
@@ -169,7 +165,7 @@ def test_bad_config_stops_on_one_line(device: Node) -> None:
             lambda: device.show(COUNTER, "ActiveState")["ActiveState"] == "failed",
             60,
         )
-        time.sleep(3 * 2)  # three restart delays: no restart comes
+        time.sleep(5)  # five restart delays: no restart comes
         shown = device.show(COUNTER, "ActiveState", "NRestarts", "ExecMainStatus")
         assert shown == {
             "ActiveState": "failed",
@@ -292,13 +288,10 @@ def test_login_guessing_is_slowed_and_the_owner_still_gets_in(device: Node) -> N
     assert answers[:5] == [401] * 5, answers
     assert 429 in answers[5:], answers
     # The right password from another address (the device's own loopback) gets in at once.
-    result = device.run(
-        f"curl -sS --max-time 2 --cacert /etc/people-counter/tls/dashboard.crt -o /dev/null -w '%{{http_code}}' "
-        f"-H 'Origin: https://127.0.0.1:{DASHBOARD_PORT}' "
-        f"--data-urlencode password@/dev/stdin https://127.0.0.1:{DASHBOARD_PORT}/login "
-        f"<<< {shlex.quote(device.secret('dashboard-password'))}"
+    status, body = device.local_https(
+        "/login", {"password": device.secret("dashboard-password")}, timeout_s=2
     )
-    assert result.stdout.strip() in ("200", "303"), (result.stdout, result.stderr)
+    assert status == 200, (status, body[:300])
 
 
 @pytest.mark.units(DASHBOARD)
@@ -319,14 +312,11 @@ def test_slowloris_leaves_health_answering(device: Node) -> None:
                 )  # the first bytes of a TLS hello, never the rest
                 sockets.append(sock)
         assert len(sockets) > 100, f"only {len(sockets)} connections opened"
-        slow = 0
-        for _ in range(5):
-            result = device.run(
-                f"curl -sS --max-time 1 --cacert /etc/people-counter/tls/dashboard.crt -o /dev/null "
-                f"-w '%{{http_code}}' https://127.0.0.1:{DASHBOARD_PORT}/healthz"
-            )
-            slow += result.stdout.strip() not in ("200", "503")
-        assert slow == 0, f"{slow} of 5 /healthz answers did not come within 1 s"
+        answers = [device.local_https("/healthz", timeout_s=1) for _ in range(5)]
+        slow = [answer for answer in answers if answer[0] not in (200, 503)]
+        assert not slow, (
+            f"{len(slow)} of 5 /healthz answers did not come within 1 s: {slow}"
+        )
     finally:
         for sock in sockets:
             sock.close()
@@ -383,40 +373,48 @@ def test_oversized_message_is_refused_by_the_broker(device: Node) -> None:
     )
     assert int(device.check("cat /root/oversized-received").strip() or 0) < 1000
     device.run("rm -f /root/oversized /root/oversized-received")
-    log = device.check("journalctl -u mosquitto -n 50 -o cat --no-pager")
+    # Debian's mosquitto.conf logs to a file, not to the journal.
+    log = device.check("tail -n 50 /var/log/mosquitto/mosquitto.log")
     assert "oversize packet" in log, log[-1500:]
-    shown = device.show(DASHBOARD, "MemoryCurrent", "MemoryMax", "ActiveState")
-    assert shown["ActiveState"] == "active"
-    assert int(shown["MemoryCurrent"]) < int(shown["MemoryMax"]), shown
+    assert device.show(DASHBOARD, "ActiveState")["ActiveState"] == "active"
+    assert (
+        _unit_use(device, DASHBOARD)["memory"] * 2
+        < _unit_limits(device, DASHBOARD)["memory"]
+    )
+
+
+def _unit_use(device: Node, unit: str) -> dict[str, int]:
+    """What the unit's processes use, from /proc (the test hosts' systemd may not account memory
+    per unit): resident memory and threads summed, and the main process's descriptors."""
+    pid = device.main_pid(unit)
+    pids = device.check(f"cat /proc/{pid}/task/*/children; echo {pid}").split()
+    memory = tasks = 0
+    for each in pids:
+        status = device.check(f"cat /proc/{each}/status")
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        memory += int(fields["VmRSS"].split()[0]) * 1024
+        tasks += int(fields["Threads"])
+    fds = int(device.check(f"ls /proc/{pid}/fd | wc -l"))
+    return {"memory": memory, "tasks": tasks, "fds": fds}
+
+
+def _unit_limits(device: Node, unit: str) -> dict[str, int]:
+    shown = device.show(unit, "MemoryMax", "TasksMax", "LimitNOFILE")
+    return {
+        "memory": int(shown["MemoryMax"]),
+        "tasks": int(shown["TasksMax"]),
+        "fds": int(shown["LimitNOFILE"]),
+    }
 
 
 @pytest.mark.parametrize("unit", APP_UNITS)
 def test_unit_limits_hold_what_the_unit_uses(device: Node, unit: str) -> None:
     """MemoryMax=, TasksMax= and LimitNOFILE= are set, and what the running unit uses is under
     half of each (the margin the role's figures were chosen with: docs/hardening.md)."""
-    shown = device.show(
-        unit,
-        "MemoryMax",
-        "TasksMax",
-        "LimitNOFILE",
-        "MemoryCurrent",
-        "TasksCurrent",
-        "MainPID",
-    )
-    fds = int(device.check(f"ls /proc/{shown['MainPID']}/fd | wc -l"))
-    used = {
-        "memory": int(shown["MemoryCurrent"]),
-        "tasks": int(shown["TasksCurrent"]),
-        "fds": fds,
-    }
-    limits = {
-        "memory": int(shown["MemoryMax"]),
-        "tasks": int(shown["TasksMax"]),
-        "fds": int(shown["LimitNOFILE"]),
-    }
+    used, limits = _unit_use(device, unit), _unit_limits(device, unit)
     print(f"{device.name} {unit}: uses {used}, limits {limits}")
     for key, value in used.items():
-        assert limits[key] < 2**40, f"{unit}: no {key} limit: {shown}"
+        assert limits[key] < 2**40, f"{unit}: no {key} limit: {limits}"
         assert value * 2 <= limits[key], (
             f"{unit}: {key} {value} is over half its limit {limits[key]}"
         )
