@@ -652,3 +652,208 @@ def test_snapshot_restore_snapshot_is_the_same_state_moved_by_the_shift() -> Non
         expected, got = moved(s), resaved[s.track_id]
         assert got.box == pytest.approx(expected.box) and got.velocity == pytest.approx(expected.velocity)
         assert dataclasses.replace(got, box=expected.box, velocity=expected.velocity) == expected
+
+
+# --- the filter against a textbook one, and the state a restart carries ------------------------------
+
+
+class TextbookFilter:
+    """The filter the tracker's docs describe, written out the usual way for one box: for each of
+    cx, cy, w, h a state (position, velocity) with F = [[1, dt], [0, 1]]; the centre under white
+    acceleration noise of 1 height/s², the size a random walk of 0.15 height/sqrt(s) with no
+    velocity; detector noise 5% of the height; a new box has no velocity, give or take 1 height/s."""
+
+    MEASUREMENT = (0.05, 0.05, 0.05, 0.05)
+    ACCELERATION = (1.0, 1.0, 0.0, 0.0)
+    INITIAL_VELOCITY = (1.0, 1.0, 0.0, 0.0)
+    SIZE_DRIFT = (0.0, 0.0, 0.15, 0.15)
+
+    def __init__(self, box: np.ndarray) -> None:
+        z = self._cxcywh(box)
+        height = max(z[3], 1.0)
+        self.x = [np.array([z[i], 0.0]) for i in range(4)]
+        self.p = [
+            np.diag([(self.MEASUREMENT[i] * height) ** 2, (self.INITIAL_VELOCITY[i] * height) ** 2]) for i in range(4)
+        ]
+
+    @staticmethod
+    def _cxcywh(box: np.ndarray) -> list[float]:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+
+    def predict(self, dt: float) -> None:
+        height = max(self.x[3][0], 1.0)
+        f = np.array([[1.0, dt], [0.0, 1.0]])
+        for i in range(4):
+            q = (self.ACCELERATION[i] * height) ** 2
+            noise = q * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
+            noise[0, 0] += (self.SIZE_DRIFT[i] * height) ** 2 * dt
+            self.x[i] = f @ self.x[i]
+            self.p[i] = f @ self.p[i] @ f.T + noise
+        for i in (2, 3):  # a box never shrinks below a pixel
+            self.x[i][0] = max(self.x[i][0], 1.0)
+
+    def update(self, box: np.ndarray) -> None:
+        z = self._cxcywh(box)
+        height = max(self.x[3][0], 1.0)
+        h = np.array([[1.0, 0.0]])
+        for i in range(4):
+            s = float((h @ self.p[i] @ h.T)[0, 0]) + (self.MEASUREMENT[i] * height) ** 2
+            k = (self.p[i] @ h.T / s).ravel()
+            self.x[i] = self.x[i] + k * (z[i] - self.x[i][0])
+            self.p[i] = (np.eye(2) - np.outer(k, h)) @ self.p[i]
+
+    def box(self, ahead_s: float = 0.0) -> list[float]:
+        cx, cy, w, h = (self.x[i][0] + self.x[i][1] * ahead_s for i in range(4))
+        return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def test_kalman_filter_is_the_textbook_filter_for_each_box() -> None:
+    """Two boxes at once, uneven steps, missed updates and a slot freed and reused: every estimate
+    and every look ahead is the textbook filter's."""
+    rng = np.random.default_rng(7)
+    kf = BoxKalmanFilter(capacity=2)
+    starts = [np.array([100.0, 80.0, 160.0, 230.0]), np.array([500.0, 300.0, 520.0, 350.0])]
+    slots = [kf.add(b) for b in starts]
+    spare = kf.add(np.array([0.0, 0.0, 30.0, 60.0]))  # grows the filter; freed below
+    refs = [TextbookFilter(b) for b in starts]
+    truth = [b.copy() for b in starts]
+    kf.remove(spare)
+    for step in range(40):
+        dt = float(rng.uniform(0.04, 0.4))
+        kf.predict(dt)
+        for ref in refs:
+            ref.predict(dt)
+        for k, (slot, ref) in enumerate(zip(slots, refs, strict=True)):
+            truth[k] = truth[k] + np.array([30.0, -5.0, 30.0, -5.0]) * dt * (1 if k == 0 else -1)
+            if step % 7 != 3:  # now and then no detection: the prediction stands
+                seen = truth[k] + rng.normal(0.0, 3.0, 4)
+                kf.update(np.array([slot]), seen[None, :])
+                ref.update(seen)
+            np.testing.assert_allclose(kf.boxes(np.array([slot]))[0], ref.box(), rtol=1e-9, atol=1e-6)
+            ahead = _cxcywh_box(kf.predicted_state(0.3)[slot])
+            np.testing.assert_allclose(ahead, ref.box(0.3), rtol=1e-9, atol=1e-6)
+
+
+def _cxcywh_box(state: np.ndarray) -> list[float]:
+    cx, cy, w, h = (float(v) for v in state)
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def test_a_freed_slot_is_a_zero_box_and_stays_one() -> None:
+    kf = BoxKalmanFilter(capacity=2)
+    moving = kf.add(np.array([100.0, 100.0, 140.0, 200.0]))
+    freed = kf.add(np.array([300.0, 100.0, 340.0, 200.0]))
+    for k in range(1, 5):
+        kf.predict(0.1)
+        kf.update(np.array([moving, freed]), np.array([[100.0 + 8 * k, 100.0, 140.0 + 8 * k, 200.0]] * 2))
+    kf.remove(freed)
+    kf.predict(1.0)
+    assert kf.all_boxes()[freed].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert kf.all_observed()[freed].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert kf.all_boxes()[moving][0] > 100.0 + 8 * 4  # the one in use went on moving
+
+
+def walker_and_standing(looks: bool = True) -> PersonTracker:
+    """A walker at 100 px/s to the right (id 1) and a person standing at x 600 (id 2), 4 s at 10 fps."""
+    tracker = PersonTracker(CFG, frame_size=(768, 576))
+    for i in range(40):
+        boxes = frame(person(100.0 + 10.0 * i, 400), person(600.0, 300, 120.0))
+        tracker.update(boxes, i / 10, np.stack([look(2), look(9)]) if looks else None)
+    return tracker
+
+
+def test_a_snapshot_holds_the_last_detection_the_pace_and_the_look() -> None:
+    tracker = walker_and_standing()
+    tracker.update(frame(person(600.0, 300, 120.0), [0.0, 0.0, 10.0, 10.0, 0.9]), 4.0)  # a newcomer, tentative
+    saved = {s.track_id: s for s in tracker.snapshot()}
+    assert sorted(saved) == [1, 2]  # the tentative box is no one yet
+    walker, standing = saved[1], saved[2]
+    assert walker.box == pytest.approx(tuple(person(490.0, 400)[:4]))  # its last detection, at 3.9 s
+    assert walker.velocity == pytest.approx((100.0, 0.0), abs=5.0)
+    assert walker.look == pytest.approx(tuple(look(2)))
+    assert (walker.hits, walker.lost) == (40, False)
+    assert standing.box == pytest.approx(tuple(person(600.0, 300, 120.0)[:4]))
+    assert standing.velocity == pytest.approx((0.0, 0.0), abs=1e-9)
+    assert standing.still_at == pytest.approx((600.0, 240.0))
+    assert standing.still_since_ts == pytest.approx(0.0)
+
+
+def test_a_tentative_track_before_a_confirmed_one_does_not_hide_it_from_the_snapshot() -> None:
+    """Two boxes appear together; the first is not seen again and stays tentative (one hit, within
+    its 0.25 s grace) while the second is confirmed on its third frame: the second is saved."""
+    tracker = PersonTracker(CFG)
+    tracker.update(frame(person(100.0, 400), person(500.0, 400)), 0.0)
+    tracker.update(frame(person(500.0, 400)), 0.1)
+    out = tracker.update(frame(person(500.0, 400)), 0.2)
+    assert [t.track_id for t in out.confirmed] == [1]
+    assert [s.track_id for s in tracker.snapshot()] == [1]
+
+
+def test_a_lost_track_is_saved_with_where_and_how_it_was_last_seen() -> None:
+    tracker = PersonTracker(CFG)
+    for i in range(20):
+        tracker.update(frame(person(200.0 + 10.0 * i, 400)), i / 10, look(4)[None])
+    for i in range(20, 40):  # gone for 2 s: lost (beyond max_gap_s), still recognisable
+        tracker.update(NO_BOXES, i / 10)
+    (saved,) = tracker.snapshot()
+    assert (saved.track_id, saved.lost, saved.hits) == (1, True, 0)
+    assert saved.box == pytest.approx(tuple(person(390.0, 400)[:4]))
+    assert saved.velocity == pytest.approx((100.0, 0.0), abs=5.0)
+    assert saved.look == pytest.approx(tuple(look(4)))
+    assert (saved.first_seen_ts, saved.last_seen_ts) == (0.0, pytest.approx(1.9))
+
+
+def test_a_snapshot_without_look_or_still_spot_comes_back_without_them() -> None:
+    """What a restored track never had (no look, no standing-still spot) it does not gain."""
+    plain = [
+        TrackSnapshot(1, 10.0, 12.0, (100.0, 250.0, 160.0, 400.0), (50.0, 0.0), 12, lost=False),
+        TrackSnapshot(2, 11.0, 11.5, (400.0, 250.0, 460.0, 400.0), (0.0, 0.0), 0, lost=True),
+    ]
+    tracker = PersonTracker(CFG)
+    tracker.restore(plain, shift_s=0.0, clock_ts=12.0)
+    again = {s.track_id: s for s in tracker.snapshot()}
+    for s in plain:
+        assert (again[s.track_id].look, again[s.track_id].still_at, again[s.track_id].still_since_ts) == (None,) * 3
+
+
+def test_a_restored_track_is_bridged_and_predicted_from_when_it_was_saved() -> None:
+    """Restored at the clock of its save, it is shown as bridged, moving at its saved pace."""
+    saved = TrackSnapshot(1, 10.0, 12.0, (100.0, 250.0, 160.0, 400.0), (50.0, -20.0), 12, lost=False)
+    tracker = PersonTracker(CFG)
+    tracker.restore([saved], shift_s=0.0, clock_ts=12.0)
+    out = tracker.predict(12.5)
+    (track,) = out.visible
+    assert out.ts == 12.5
+    assert track.missed is True
+    assert track.box == pytest.approx((125.0, 240.0, 185.0, 390.0))  # 0.5 s at (50, -20) px/s
+    assert tracker.predict(12.0).visible[0].box == pytest.approx(saved.box)
+
+
+def test_restoring_into_a_running_tracker_keeps_its_clock() -> None:
+    """Tracks restored from an older save do not turn the running tracker's clock back: the walker
+    it follows goes on matching on the next frame."""
+    tracker = PersonTracker(CFG)
+    for i in range(30):
+        tracker.update(frame(person(100.0 + 10.0 * i, 400)), 20.0 + i / 10)
+    old = TrackSnapshot(7, 5.0, 9.0, (600.0, 100.0, 640.0, 200.0), (0.0, 0.0), 10, lost=True)
+    tracker.restore([old], shift_s=0.0, clock_ts=9.0)
+    out = tracker.update(frame(person(400.0, 400)), 23.0)
+    assert [(t.track_id, t.missed) for t in out.visible] == [(1, False)]
+    assert tracker.next_id == 8
+
+
+def test_predict_before_any_frame_or_at_the_last_one_moves_nothing() -> None:
+    tracker = PersonTracker(CFG)
+    empty = tracker.predict(5.0)
+    assert (empty.ts, empty.visible) == (5.0, ())
+    for i in range(10):
+        tracker.update(frame(person(100.0 + 10.0 * i, 400)), i / 10)
+    now = tracker.predict(0.9)
+    assert now.ts == 0.9
+    ahead = tracker.predict(1.4)
+    assert ahead.ts == 1.4
+    assert centre_x(ahead.visible[0].box) - centre_x(now.visible[0].box) == pytest.approx(50.0, abs=5.0)
+    earlier = tracker.predict(0.5)  # before the last frame: the current estimate, not extrapolated back
+    assert earlier.visible[0].box == pytest.approx(now.visible[0].box)
+    assert tracker.end_all(2.0).ts == 2.0

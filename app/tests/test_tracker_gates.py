@@ -7,7 +7,8 @@ import pytest
 
 from people_counter.config import TrackerConfig
 from people_counter.stage_data import PersonTrack
-from people_counter.vision.tracker import PersonTracker, iou_matrix
+from people_counter.vision.appearance import DESCRIPTOR_SIZE
+from people_counter.vision.tracker import PersonTracker, iou_matrix, match_by_iou
 
 CFG = TrackerConfig()  # match_iou 0.2, high_score 0.6: the low-score gate (0.5) is the stricter one
 HEIGHT = 150.0
@@ -99,3 +100,119 @@ def test_a_high_score_box_between_the_two_gates_does_extend_the_track() -> None:
 
     (track,) = out.visible
     assert (track.track_id, track.missed) == (1, False)
+
+
+# --- the frame's edges: a bridged track predicted entirely out of the frame ends at once ------------
+
+FRAME = (768, 576)
+
+
+@pytest.mark.parametrize(
+    ("outside", "inside"),
+    [
+        ((768.0, 250.0, 828.0, 400.0), (767.5, 250.0, 827.5, 400.0)),  # right: x1 at the width
+        ((-60.0, 250.0, 0.0, 400.0), (-59.5, 250.0, 0.5, 400.0)),  # left: x2 at 0
+        ((300.0, 576.0, 360.0, 726.0), (300.0, 575.5, 360.0, 725.5)),  # bottom: y1 at the height
+        ((300.0, -150.0, 360.0, 0.0), (300.0, -149.5, 360.0, 0.5)),  # top: y2 at 0
+    ],
+    ids=["right", "left", "bottom", "top"],
+)
+def test_a_track_touching_the_frame_from_outside_ends_and_half_a_pixel_in_stays(
+    outside: tuple[float, ...], inside: tuple[float, ...]
+) -> None:
+    """A box standing still (its estimate is exactly its detections) is missed once: touching the
+    frame's edge from outside, it is entirely out and ends; half a pixel in, it is bridged."""
+    for placed, ends in ((outside, True), (inside, False)):
+        tracker = PersonTracker(CFG, frame_size=FRAME)
+        for i in range(5):
+            tracker.update(frame([*placed, 0.9]), i / 10)
+        out = tracker.update(frame(), 0.5)
+        assert [e.track_id for e in out.ended] == ([1] if ends else []), placed
+        assert [(t.track_id, t.missed) for t in out.visible] == ([] if ends else [(1, True)]), placed
+
+
+# --- what a detection is: the score gate's edge, degenerate rows, bad shapes ------------------------
+
+
+def one_hot_look(hue_bin: int) -> np.ndarray:
+    """An appearance descriptor with all its weight in one bin: two different bins look nothing alike."""
+    return np.eye(1, DESCRIPTOR_SIZE, hue_bin, dtype=np.float32)[0]
+
+
+def test_a_box_scored_exactly_at_high_score_is_a_high_score_box() -> None:
+    """It starts a track (low-score boxes never do) and its look is remembered."""
+    tracker = PersonTracker(CFG)
+    looks = np.stack([one_hot_look(5)])
+    for i in range(3):
+        out = tracker.update(frame(box(300.0, CFG.high_score)), i / 10, looks)
+    assert [t.track_id for t in out.confirmed] == [1]
+    (saved,) = tracker.snapshot()
+    assert saved.look is not None and saved.look[5] == 1.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [300.0, 250.0, 300.0, 400.0, 0.9],  # no width
+        [300.0, 400.0, 360.0, 400.0, 0.9],  # no height
+        [360.0, 250.0, 300.0, 400.0, 0.9],  # x2 before x1
+        [300.0, 400.0, 360.0, 250.0, 0.9],  # y2 above y1
+        [300.0, 250.0, 360.0, 400.0, float("nan")],  # no score
+        [300.0, float("inf"), 360.0, 400.0, 0.9],
+    ],
+)
+def test_a_degenerate_row_is_dropped_and_the_good_one_beside_it_kept(bad: list[float]) -> None:
+    tracker = PersonTracker(TrackerConfig(confirm_hits=1))
+    out = tracker.update(np.array([bad, box(100.0, 0.9)], dtype=np.float64), 0.0)
+    assert [t.box for t in out.visible] == [pytest.approx(tuple(box(100.0, 0.9)[:4]))]
+
+
+def test_columns_after_the_score_are_ignored() -> None:
+    tracker = PersonTracker(TrackerConfig(confirm_hits=1))
+    out = tracker.update(np.array([[*box(100.0, 0.9), float("nan")]]), 0.0)
+    assert len(out.visible) == 1
+
+
+def test_bad_inputs_are_refused_with_their_reason() -> None:
+    tracker = PersonTracker(CFG)
+    with pytest.raises(ValueError, match=r"^boxes must have shape \(N, 5\), got \(1, 4\)$"):
+        tracker.update(np.zeros((1, 4)), 0.0)
+    with pytest.raises(ValueError, match=r"^looks must have one row a box: 2 for 1$"):
+        tracker.update(frame(box(100.0, 0.9)), 0.0, np.zeros((2, DESCRIPTOR_SIZE), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"^timestamp must be finite, got nan$"):
+        tracker.update(frame(), float("nan"))
+    with pytest.raises(ValueError, match=r"^first_id must be at least 1$"):
+        PersonTracker(CFG, first_id=0)
+
+
+# --- the matching: the gate is inclusive, the look weighs in ------------------------------------------
+
+
+def test_an_overlap_exactly_at_the_gate_matches() -> None:
+    track, detection = np.array([[0.0, 0.0, 2.0, 1.0]]), np.array([[0.0, 0.0, 1.0, 1.0]])
+    assert float(iou_matrix(track, detection)[0, 0]) == 0.5
+    assert match_by_iou(track, detection, 0.5) == ([(0, 0)], [], [])
+
+
+def test_the_look_cost_decides_between_equal_overlaps() -> None:
+    two = np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    crossed = np.array([[0.5, 0.0], [0.0, 0.5]])
+    assert match_by_iou(two, two, 0.2, look_cost=crossed)[0] == [(0, 1), (1, 0)]
+    assert match_by_iou(two, two, 0.2, look_cost=crossed[::-1].copy())[0] == [(0, 0), (1, 1)]
+
+
+def test_two_people_who_meet_and_turn_back_are_told_apart_by_their_look() -> None:
+    """A walks right, B walks left; they meet and each turns back. The prediction carries each on
+    through the other, so overlap alone would swap them; their looks keep each one's id."""
+    looks = {"A": one_hot_look(3), "B": one_hot_look(60)}
+    tracker = PersonTracker(CFG)
+    ids_at_end: dict[str, int] = {}
+    for i in range(40):
+        step = i if i < 20 else 40 - i  # towards each other for 2 s, then back
+        where = {"A": 200.0 + 8.0 * step, "B": 520.0 - 8.0 * step}
+        names = ["A", "B"]
+        out = tracker.update(frame(*(box(where[n], 0.9) for n in names)), i / 10, np.stack([looks[n] for n in names]))
+        if i == 39:
+            for n in names:
+                ids_at_end[n] = next(t.track_id for t in out.visible if abs((t.box[0] + t.box[2]) / 2 - where[n]) < 20)
+    assert ids_at_end == {"A": 1, "B": 2}
