@@ -43,10 +43,16 @@ BROKEN_MIGRATION = (
 )
 """C's store gains a schema version of its own (3)..."""
 BROKEN_START = (
-    "        totals, last_track_id = self.store.load()\n",
-    "        raise SystemExit('lifecycle test: a deliberately broken release')\n",
+    "    def run(self) -> int:\n",
+    (
+        "    def run(self) -> int:\n"
+        "        self.notifier.ready('lifecycle test: a deliberately broken release')\n"
+        "        raise SystemExit('lifecycle test: a deliberately broken release')\n"
+    ),
 )
-"""...and C's counter exits once the store is open (migrated), before it counts anything."""
+"""...and C's counter, its store open (migrated), tells systemd it is ready and exits (status 1,
+so systemd restarts it over and over) before it counts or publishes anything. The unit starts,
+and the dashboard's /healthz may still answer 200 on B's last state: only a fresh state counts."""
 
 
 def _app_copy(dest: Path, version_label: str, *patches: tuple[str, str, str]) -> Path:
