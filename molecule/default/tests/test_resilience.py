@@ -107,7 +107,7 @@ def test_camera_unreachable_at_boot_counts_once_it_appears() -> None:
         assert code == 503, (
             f"/healthz with the camera down for 2 minutes: {code} {body}"
         )
-        ffmpeg = pins().ffmpeg.device_path
+        ffmpeg = str(pins().ffmpeg.device_path)
         camera.check(
             shlex.join(
                 [
