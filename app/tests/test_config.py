@@ -65,6 +65,9 @@ mqtt: {host: broker.local, port: 8883, username: counter, tls: {ca_file: /etc/ss
     assert config.mqtt.tls is not None
 
 
+TOPIC_LEVEL_ERROR = "must be a plain topic level without wildcards or edge slashes"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -78,6 +81,11 @@ mqtt: {host: broker.local, port: 8883, username: counter, tls: {ca_file: /etc/ss
             "counting.line.1.0: Input should be less than or equal to 1",
         ),
         ("device_id: a/b", "device_id: Value error, must be non-empty with no '/'"),
+        *(
+            (f"mqtt: {{topic_prefix: '{prefix}'}}", f"mqtt.topic_prefix: Value error, {TOPIC_LEVEL_ERROR}")
+            for prefix in ("", "a#", "a+b", "/a", "a/")
+        ),
+        ("mqtt: {homeassistant: {prefix: ha/#}}", f"mqtt.homeassistant.prefix: Value error, {TOPIC_LEVEL_ERROR}"),
         ("- just\n- a list", "the top level must be a mapping"),
         ("mqtt: {port: [1883", "invalid YAML"),
     ],
@@ -88,6 +96,10 @@ def test_bad_values_name_the_field(tmp_path: Path, text: str, expected: str) -> 
     message = str(caught.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_a_topic_prefix_may_have_levels_inside() -> None:
+    assert parse_config({"mqtt": {"topic_prefix": "site-3/people"}}, "config.yml").mqtt.topic_prefix == "site-3/people"
 
 
 def section_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
