@@ -754,12 +754,12 @@ def test_a_freed_slot_is_a_zero_box_and_stays_one() -> None:
     assert kf.all_boxes()[moving][0] > 100.0 + 8 * 4  # the one in use went on moving
 
 
-def walker_and_standing(looks: bool = True) -> PersonTracker:
+def walker_and_standing() -> PersonTracker:
     """A walker at 100 px/s to the right (id 1) and a person standing at x 600 (id 2), 4 s at 10 fps."""
     tracker = PersonTracker(CFG, frame_size=(768, 576))
     for i in range(40):
         boxes = frame(person(100.0 + 10.0 * i, 400), person(600.0, 300, 120.0))
-        tracker.update(boxes, i / 10, np.stack([look(2), look(9)]) if looks else None)
+        tracker.update(boxes, i / 10, np.stack([look(2), look(9)]))
     return tracker
 
 
