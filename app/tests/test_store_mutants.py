@@ -17,6 +17,7 @@ from people_counter.outputs.store import (
     StoreError,
     history,
     migrate,
+    request_reset,
     saved_media_position,
     schema_version,
 )
@@ -224,3 +225,41 @@ def test_alerts_come_back_newest_first_with_their_track(tmp_path: Path) -> None:
         assert store.recent_alerts(limit=1) == [alerts[1]]
     finally:
         store.close()
+
+
+def test_a_state_directory_whose_parent_is_missing_is_made_and_the_database_is_in_wal(tmp_path: Path) -> None:
+    state = tmp_path / "var" / "lib" / "people-counter"
+    store = CountStore(state)
+    try:
+        db = sqlite3.connect(f"file:{database_path(state)}?mode=ro", uri=True)
+        try:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # while the counter has it open
+        finally:
+            db.close()
+    finally:
+        store.close()
+
+
+def test_a_reset_from_outside_is_seen_once(tmp_path: Path) -> None:
+    store = CountStore(tmp_path)
+    try:
+        assert store.reset_requested() is False
+        store.reset(NOW)  # its own reset is not a request from outside
+        assert store.reset_requested() is False
+        request_reset(tmp_path, "test")
+        assert store.reset_requested() is True
+        assert store.reset_requested() is False
+    finally:
+        store.close()
+
+
+def test_one_shot_history_takes_the_bucket(tmp_path: Path) -> None:
+    store = CountStore(tmp_path)
+    try:
+        for minute in range(2):
+            store.note_count(minute + 1, NOW + 60 * minute)
+        store.flush(NOW + 120)
+    finally:
+        store.close()
+    buckets = history(database_path(tmp_path), NOW, NOW + 120, bucket_s=120)
+    assert [(b.start_ts, b.avg_count) for b in buckets] == [(NOW, 1.5)]
