@@ -4,12 +4,14 @@ people in view saved and read back (issue 17: mutants that the behaviour tests l
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from people_counter.outputs import store as store_module
 from people_counter.outputs.store import (
     PRUNE_EVERY_S,
     CountReader,
@@ -263,3 +265,80 @@ def test_one_shot_history_takes_the_bucket(tmp_path: Path) -> None:
         store.close()
     buckets = history(database_path(tmp_path), NOW, NOW + 120, bucket_s=120)
     assert [(b.start_ts, b.avg_count) for b in buckets] == [(NOW, 1.5)]
+
+
+class LockedDatabase:
+    """Another connection holding the write lock: the store's writes fail as on a failing disk."""
+
+    def __init__(self, state: Path) -> None:
+        self.db = sqlite3.connect(database_path(state), isolation_level=None)
+        self.db.execute("BEGIN EXCLUSIVE")
+
+    def release(self) -> None:
+        self.db.execute("ROLLBACK")
+        self.db.close()
+
+
+@pytest.fixture
+def quick_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 50 ms busy timeout instead of 5 s: a locked database fails a write at once."""
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 50)
+
+
+@pytest.mark.usefixtures("quick_busy")
+def test_a_failing_write_is_held_retried_every_five_seconds_and_written_in_order(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = [1000.0]
+    store = CountStore(tmp_path, clock=lambda: clock[0])
+    try:
+        lock = LockedDatabase(tmp_path)
+        with caplog.at_level(logging.DEBUG, logger="people_counter.outputs.store"):
+            events_at(store, NOW + 1.0)
+            assert store.status == "degraded"
+            store.reset(NOW + 2.0)  # a reset held too: its period has no id yet
+            assert store.reset_requested() is False
+            clock[0] += 4.9
+            store.record(Totals(total=1), CountingResult(events=(PersonEvent("enter", 9, NOW + 3.0),)), 1, NOW + 3.0, 9)
+            lock.release()
+            store.flush(NOW + 3.5)  # 4.9 s after the failure: not retried yet
+            assert store.status == "degraded" and stored_events(database_path(tmp_path)) == []
+            clock[0] += 0.1
+            store.flush(NOW + 3.6)  # 5 s after: written, in order, the reset between the two
+            assert store.status == "ok"
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert errors == [
+            f"store {database_path(tmp_path)} cannot write (database is locked): counting goes on in memory"
+            " (1 records so far), retrying every 5 s"
+        ]
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [
+            f"store {database_path(tmp_path)}: writing again after 5 s; the 3 records held in memory are written"
+        ]
+        assert [(e.track_id, e.ts) for e in stored_events(database_path(tmp_path))] == [(9, NOW + 3.0), (1, NOW + 1.0)]
+        assert store.load() == (Totals(total=1), 9)  # the new period's totals
+        assert store.period_id == 2
+        assert store.reset_requested() is False
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("quick_busy")
+def test_close_tries_once_more_at_once_and_says_what_is_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = [1000.0]
+    store = CountStore(tmp_path, clock=lambda: clock[0])
+    lock = LockedDatabase(tmp_path)
+    events_at(store, NOW + 1.0)
+    lock.release()
+    store.close()  # before the next retry is due: close does not wait for it
+    assert [e.track_id for e in stored_events(database_path(tmp_path))] == [1]
+
+    again = CountStore(tmp_path, clock=lambda: clock[0])
+    lock = LockedDatabase(tmp_path)
+    events_at(again, NOW + 2.0)
+    with caplog.at_level(logging.ERROR, logger="people_counter.outputs.store"):
+        again.close()
+    lock.release()
+    assert [r.getMessage() for r in caplog.records][-1] == (
+        f"store {database_path(tmp_path)}: 1 records counted could not be written and are lost"
+    )
