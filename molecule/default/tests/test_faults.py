@@ -99,7 +99,10 @@ def test_bridge_queues_while_the_central_broker_is_down(
     events_topic = f"people_counter/{device.name}/event"
     reader = central.mqtt_password(FLEET_READER)
     session = "pc-test-outage"
-    # A persistent QoS 1 session at the central broker: what arrives while it is away waits there.
+    # A clean connection first ends any session of that name left by an earlier run (its backlog
+    # would be read instead of this outage's events); then a new persistent QoS 1 session at the
+    # central broker: what arrives while it is away waits there.
+    central.mqtt_sub(events_topic, FLEET_READER, reader, client_id=session, wait_s=1)
     central.mqtt_sub(
         events_topic,
         FLEET_READER,
