@@ -423,8 +423,10 @@ def run_playbook(
     *extra_vars: str,
     limit: str | None = None,
     verbose: bool = False,
+    result_format: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook playbooks/PLAYBOOK on the scenario's inventory, as an operator runs it."""
+    """ansible-playbook playbooks/PLAYBOOK on the scenario's inventory, as an operator runs it
+    (`result_format` json: each task's result on one line, so that no message is folded)."""
     env = dict(os.environ)
     ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
     if ephemeral:
@@ -435,6 +437,8 @@ def run_playbook(
         ANSIBLE_FORCE_COLOR="0",
         NO_COLOR="1",
     )
+    if result_format:
+        env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = result_format
     argv = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i",
@@ -448,7 +452,7 @@ def run_playbook(
         argv.append("-v")
     argv.append(str(PROJECT_DIR / "playbooks" / playbook))
     return subprocess.run(
-        argv, capture_output=True, text=True, env=env, timeout=600, check=False
+        argv, capture_output=True, text=True, env=env, timeout=900, check=False
     )
 
 

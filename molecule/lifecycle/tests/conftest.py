@@ -5,7 +5,6 @@ the project's playbooks against this scenario's inventory."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,27 +25,6 @@ pytest_runtest_makereport = fleet.pytest_runtest_makereport
 
 
 def run_playbook(playbook: str, *extra_vars: str) -> subprocess.CompletedProcess[str]:
-    """playbooks/PLAYBOOK on this scenario's inventory, with Molecule's ansible.cfg; each task's
-    result as one line of JSON, so that a message is never folded."""
-    env = dict(os.environ)
-    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
-    if ephemeral:
-        env["ANSIBLE_CONFIG"] = str(Path(ephemeral) / "ansible.cfg")
-    env.update(
-        ANSIBLE_ROLES_PATH=str(fleet.PROJECT_DIR / "roles"),
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        NO_COLOR="1",
-    )
-    argv = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i",
-        str(fleet.INVENTORY_DIR),
-    ]
-    for value in extra_vars:
-        argv += ["-e", value]
-    argv.append(str(fleet.PROJECT_DIR / "playbooks" / playbook))
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=env, timeout=900, check=False
-    )
+    """playbooks/PLAYBOOK on this scenario's inventory; each task's result as one line of JSON,
+    so that a message is never folded."""
+    return fleet.run_playbook(playbook, *extra_vars, result_format="json")
