@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 
 import pytest
-from conftest import MOSQUITTO, Node
+from conftest import MOSQUITTO, Node, run_playbook
 
 CERTS = "/etc/mosquitto/certs"
 FLEET_CA = f"{CERTS}/people-counter-fleet-ca.crt"
@@ -59,3 +59,24 @@ def test_a_client_needs_a_certificate_from_the_fleet_ca(
         assert rc != 0, "a self-signed certificate with the bridge's name got in"
     finally:
         device.run("rm -f /root/rogue.key /root/rogue.crt")
+
+
+def test_the_play_fails_naming_a_device_whose_bridge_is_down(
+    devices: list[Node], central: Node
+) -> None:
+    """site.yml's bridge check: it passes while the central broker holds each device's retained
+    online, and fails naming each device when it cannot (here: the central broker is down)."""
+    check = "../molecule/default/bridge_check.yml"
+    up = run_playbook(check, "mosquitto_bridge_check_s=6", result_format="json")
+    assert up.returncode == 0, (up.stdout + up.stderr)[-3000:]
+    central.check(f"systemctl stop {MOSQUITTO}")
+    try:
+        down = run_playbook(check, "mosquitto_bridge_check_s=6", result_format="json")
+    finally:
+        central.check(f"systemctl start {MOSQUITTO}")
+    output = down.stdout + down.stderr
+    assert down.returncode != 0, output[-3000:]
+    for device in devices:
+        assert (
+            f"{device.name}: its bridge to {central.address}:8883 is not up" in output
+        ), output[-3000:]

@@ -180,6 +180,33 @@ def test_bad_config_stops_on_one_line(device: Node) -> None:
         assert "Traceback" not in log, log[-2000:]
 
 
+@pytest.mark.units(COUNTER)
+def test_the_journal_keeps_each_line_s_priority(device: Node) -> None:
+    """The app's log lines reach the journal at their own priority: `journalctl -p warning`
+    shows a config error and not the counter's info lines; `-p info` shows both."""
+    with changed_config(device):
+        since = device.check("date '+%Y-%m-%d %H:%M:%S'").strip()
+        device.check(f"systemctl restart {COUNTER}")
+        state_after(device, node_now(device), 60)  # it counts: info lines were logged
+        _set_config(device, "tracker", "no_such_key", 1)
+        device.run(f"systemctl restart {COUNTER}")
+        wait_for(
+            f"{COUNTER} failed",
+            lambda: device.show(COUNTER, "ActiveState")["ActiveState"] == "failed",
+            60,
+        )
+
+        def journal(priority: str) -> str:
+            return device.check(
+                f"journalctl -u {COUNTER} --since {shlex.quote(since)} -p {priority} -o cat --no-pager"
+            )
+
+        warnings, infos = journal("warning"), journal("info")
+    assert "no_such_key" in warnings, warnings[-2000:]
+    assert "counting " in infos and "no_such_key" in infos, infos[-2000:]
+    assert "counting " not in warnings, warnings[-2000:]
+
+
 # A full disk.
 
 

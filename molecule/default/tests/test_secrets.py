@@ -4,7 +4,14 @@ decrypted (a file used verbatim would give the devices ciphertext as their passw
 
 from __future__ import annotations
 
-from conftest import CREDENTIALS_DIR, WEB_USER, Node
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import CREDENTIALS_DIR, PROJECT_DIR, WEB_USER, Node
 
 
 def test_every_generated_password_is_vault_encrypted() -> None:
@@ -31,3 +38,36 @@ def test_the_devices_got_the_plaintext(device: Node) -> None:
         retained_only=True,
     )
     assert result.rc == 0 and result.stdout.strip().startswith("{"), result.stderr
+
+
+def test_a_whole_inventory_directory_is_read_without_its_secrets(
+    tmp_path: Path,
+) -> None:
+    """`-i inventory/` parses every file below it: the project's ansible.cfg keeps the generated
+    passwords (and backups and Prometheus targets) kept there from becoming hosts."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(
+        PROJECT_DIR / "inventory",
+        inventory,
+        ignore=shutil.ignore_patterns("credentials"),
+    )
+    for kept in (
+        "credentials/shop-exit/mqtt-bridge",
+        "backups/shop-exit/counts-1.sqlite3",
+    ):
+        (inventory / kept).parent.mkdir(parents=True, exist_ok=True)
+        (inventory / kept).write_text("not-a-host-name\n")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg")}
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(inventory), "--list"],
+        capture_output=True, text=True, env=env, check=False, cwd=PROJECT_DIR,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    hosts = set(json.loads(listed.stdout)["_meta"]["hostvars"])
+    assert hosts == {
+        "demo",
+        "shop-entrance",
+        "shop-exit",
+        "warehouse-door",
+        "mqtt-central",
+    }, hosts
