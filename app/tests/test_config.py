@@ -307,11 +307,13 @@ def test_unreadable_files_are_one_line_errors_for_the_user_who_cannot_read_them(
     # pytest's tmp_path sits under a private directory; `nobody` needs a path it can reach.
     with tempfile.TemporaryDirectory(prefix="config-ro-", dir="/var/tmp") as top:
         Path(top).chmod(0o755)
-        video, password = Path(top) / "in.avi", Path(top) / "mqtt-password"
+        video, password, model = Path(top) / "in.avi", Path(top) / "mqtt-password", Path(top) / "model.xml"
         config = Path(top) / "config.yml"
-        config.write_text(f"input: {{source: {video}}}\nmqtt: {{password_file: {password}}}\n")
+        config.write_text(
+            f"input: {{source: {video}}}\nmodel: {{path: {model}}}\nmqtt: {{password_file: {password}}}\n"
+        )
         config.chmod(0o644)
-        for path in (video, password):
+        for path in (video, password, model):
             path.write_text("x")
             path.chmod(0o644)
         assert check_files(config, *user).returncode == 0

@@ -272,7 +272,7 @@ class StreamEncoder:
             return
         try:
             header = header_task.result()
-        except (asyncio.IncompleteReadError, ValueError, asyncio.LimitOverrunError) as error:
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.LimitOverrunError) as error:
             self._set_state("waiting", f"counter sent no valid stream header: {error}")
             return
         self.status.width, self.status.height = header.width, header.height
