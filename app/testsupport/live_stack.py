@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -189,7 +190,8 @@ class DashboardProcess(_Child):
         super().__init__(run_dir)
         self.password = password
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "tls" in (extra or {}) else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         pw_file = run_dir / "dashboard-mqtt.pw"
         pw_file.write_text(mqtt_password + "\n")
         pw_file.chmod(0o600)
@@ -238,10 +240,18 @@ class DashboardProcess(_Child):
         return login(self.url, self.password if password is None else password)
 
 
+def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
+    """To the URL's host; over TLS for https, trusting the test's own self-signed certificate."""
+    host = url.split("/", 3)[2]
+    if url.startswith("https://"):
+        return http.client.HTTPSConnection(host, timeout=timeout, context=ssl._create_unverified_context())
+    return http.client.HTTPConnection(host, timeout=timeout)
+
+
 def http_get(url: str, cookie: str = "", timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
     parsed = url.split("/", 3)
-    host, path = parsed[2], "/" + (parsed[3] if len(parsed) > 3 else "")
-    conn = http.client.HTTPConnection(host, timeout=timeout)
+    path = "/" + (parsed[3] if len(parsed) > 3 else "")
+    conn = _connection(url, timeout)
     try:
         conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
         response = conn.getresponse()
@@ -251,8 +261,7 @@ def http_get(url: str, cookie: str = "", timeout: float = 5.0) -> tuple[int, dic
 
 
 def login(url: str, password: str) -> tuple[int, str]:
-    host = url.split("/", 3)[2]
-    conn = http.client.HTTPConnection(host, timeout=10)
+    conn = _connection(url, 10)
     try:
         body = "password=" + password
         conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
