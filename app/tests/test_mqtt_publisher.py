@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -192,19 +193,27 @@ def test_state_event_alert_available_payloads_and_retain(
         assert all(m.retain for m in before) and len(before) == 2
         assert json.loads(late.on_topic(f"{base}/state")[0].payload)["total"] == 5
 
-    started = time.monotonic()
-    publisher.stop(make_state(count=0, total=6))
-    assert time.monotonic() - started < STOP_BOUND_S
+    assert stop_returns(publisher, make_state(count=0, total=6))
     with collect(broker, [f"{base}/#"]) as after:
         assert after.wait_count(f"{base}/state", 1) and after.wait_count(f"{base}/available", 1)
         assert after.on_topic(f"{base}/available")[0].text == "offline"
         assert json.loads(after.on_topic(f"{base}/state")[0].payload)["total"] == 6
 
 
-STOP_BOUND_S = 5.0
-"""stop() gives itself STOP_TIMEOUT_S (2 s). The bound is the service's whole stop budget (systemd's
-SIGTERM to exit, 5 s): 3 s of slack for a loaded machine, while a stop that ignores its budget
-waits on the keepalive (30 s) or forever, so a real regression still fails."""
+STOP_BOUND_S = 15.0
+"""stop() gives itself STOP_TIMEOUT_S (2 s) of its own clock. The bound is what systemd allows the
+whole service from SIGTERM to exit (TimeoutStopSec=15) before it kills it, and it only bounds a
+hang: a stop that waits on a broker that is gone or hung waits on the keepalive (30 s) or forever,
+not a little longer than usual, so it cannot pass, while a loaded machine would have to stall this
+process for 13 s in one stop to fail a good one."""
+
+
+def stop_returns(publisher: MqttPublisher, final_state: CounterState | None) -> bool:
+    """stop() on another thread; True once it has returned, False if it is still waiting at the bound."""
+    stopper = threading.Thread(target=publisher.stop, args=(final_state,), daemon=True)
+    stopper.start()
+    stopper.join(STOP_BOUND_S)
+    return not stopper.is_alive()
 
 
 CHILD = textwrap.dedent(
@@ -243,8 +252,8 @@ def test_last_will_offline_when_the_process_is_killed(
             assert child.stdout.readline().strip() == "ready"
             assert live.wait_for(lambda m: m.text == "online")
             os.kill(child.pid, signal.SIGKILL)
-            child.wait(5)
-            offline = live.wait_for(lambda m: m.text == "offline", timeout_s=5)
+            child.wait(30)
+            offline = live.wait_for(lambda m: m.text == "offline")
             assert offline is not None
         finally:
             if child.poll() is None:
@@ -275,7 +284,7 @@ def test_broker_killed_and_restarted_state_returns(password_file: Path, device_i
         publisher.publish_event(PersonEvent("enter", 99, 2000.0))
         own.start()
         with collect(own, [f"{base}/#"]) as live:
-            assert wait_until(published(publisher), 5)
+            assert wait_until(published(publisher))
             # A few more frames after the reconnect, each offered once the previous one is acknowledged.
             for _ in range(5):
                 publisher.publish_state(make_state(count=2, total=59))
@@ -315,14 +324,14 @@ def test_states_stuck_in_a_hung_link_never_overwrite_the_latest(password_file: P
         for total in range(101, 201):  # counting goes on while the broker is away
             publisher.publish_state(make_state(total=total))
         own.start()
-        assert wait_until(published(publisher), 5)
+        assert wait_until(published(publisher))
 
         def offered_and_acknowledged() -> bool:  # the counting loop goes on offering its latest state
             publisher.publish_state(make_state(total=200))
             return publisher.queued_messages == 0 and json.loads(sent_states[-1])["total"] == 200
 
         sent_states = count_handed_to_paho(publisher, f"{base}/state")
-        assert wait_until(offered_and_acknowledged, 10)
+        assert wait_until(offered_and_acknowledged)
         with collect(own, [f"{base}/state"]) as late:
             state = late.wait_for(lambda m: True)
             assert state is not None and state.retain
@@ -342,7 +351,7 @@ def test_broker_down_at_start(password_file: Path, device_id: str) -> None:
         assert wait_until(lambda: publisher.last_error is not None)
         assert publisher.last_error is not None and "cannot connect to MQTT broker" in publisher.last_error
         own.start()
-        assert wait_until(published(publisher), 5)
+        assert wait_until(published(publisher))
         publisher.publish_state(make_state(count=4, total=4))
         with collect(own, [f"{base}/state", f"{base}/available"]) as late:
             assert late.wait_count(f"{base}/state", 1)
@@ -367,7 +376,7 @@ def test_wrong_password_is_one_clear_error_per_attempt_with_backoff(
         publisher.publish_event(PersonEvent("enter", 1, 1.0))
         return publisher.connect_attempts >= 3
 
-    assert wait_until(three_attempts, 15)
+    assert wait_until(three_attempts)
     attempts = publisher.connect_attempts
     refusals = [r for r in caplog.records if "refused the login for user 'counter'" in r.getMessage()]
     # One line per attempt (the count is read first: an attempt is counted before it is logged).
@@ -383,9 +392,7 @@ def test_wrong_password_is_one_clear_error_per_attempt_with_backoff(
     )
     assert not publisher.connected
     assert publisher.last_error == refusals[0].getMessage()
-    started = time.monotonic()
-    publisher.stop(None)
-    assert time.monotonic() - started < STOP_BOUND_S
+    assert stop_returns(publisher, None)
 
 
 def test_missing_password_file_is_a_clear_error_at_start(broker: MosquittoBroker, tmp_path: Path) -> None:
@@ -456,7 +463,7 @@ def test_retained_state_is_republished_on_every_reconnect(password_file: Path, d
             own.kill()
             assert wait_until(lambda: not publisher.connected)
             own.start()
-            assert wait_until(lambda restart=restart: publisher.connections == 1 + restart, 10)
+            assert wait_until(lambda restart=restart: publisher.connections == 1 + restart)
             with collect(own, [f"{base}/state", f"{base}/available"]) as late:
                 state = late.wait_for(lambda m: m.topic.endswith("/state"))
                 online = late.wait_for(lambda m: m.topic.endswith("/available"))
@@ -526,8 +533,8 @@ def test_queue_is_bounded_while_the_broker_is_away(password_file: Path, device_i
         own.start()
         with collect(own, [f"{base}/#"]) as live:
             publisher.publish_state(make_state(count=1, total=1))
-            assert wait_until(published(publisher), 5)
-            events = live.wait_count(f"{base}/event", kept, timeout_s=5)
+            assert wait_until(published(publisher))
+            events = live.wait_count(f"{base}/event", kept)
             assert [json.loads(m.payload)["track_id"] for m in events] == list(range(kept))
             assert live.wait_for(lambda m: m.topic.endswith("/available") and m.text == "online")
             publisher.publish_state(make_state(count=1, total=1))
@@ -537,15 +544,19 @@ def test_queue_is_bounded_while_the_broker_is_away(password_file: Path, device_i
         own.close()
 
 
-def test_stop_is_bounded_when_the_broker_is_gone(password_file: Path, device_id: str) -> None:
+@pytest.mark.parametrize("broker_fault", ["killed", "hung"])
+def test_stop_is_bounded_when_the_broker_is_gone(password_file: Path, device_id: str, broker_fault: str) -> None:
+    """A killed broker closes the link; a hung one (SIGSTOP) keeps it open and never answers, so a
+    stop that waited for its PUBACK or for paho's thread to finish writing would wait for ever."""
     with MosquittoBroker() as own:
         publisher = MqttPublisher(config_for(own, password_file), device_id)
         publisher.start()
         assert wait_until(published(publisher))
-        own.kill()
-        started = time.monotonic()
-        publisher.stop(make_state())
-        assert time.monotonic() - started < STOP_BOUND_S
+        if broker_fault == "killed":
+            own.kill()
+        else:
+            own.pause()
+        assert stop_returns(publisher, make_state())
 
 
 def test_tls_with_the_brokers_ca(password_file: Path, device_id: str) -> None:

@@ -39,8 +39,9 @@ def wait_first(
             cond.wait(remaining)
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    """Poll `condition` until it holds or the timeout passes; its last answer."""
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+    """Poll `condition` until it holds or the timeout passes; its last answer. The timeout only
+    bounds a hang: a test waits for the condition, never for it to hold within a span of time."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():

@@ -316,11 +316,11 @@ class MessageCollector:
         with self._cond:
             return [m for m in self.messages if m.topic == topic]
 
-    def wait_for(self, predicate: Callable[[ReceivedMessage], bool], timeout_s: float = 5.0) -> ReceivedMessage | None:
+    def wait_for(self, predicate: Callable[[ReceivedMessage], bool], timeout_s: float = 30.0) -> ReceivedMessage | None:
         """The first message (already received or arriving within the timeout) that matches."""
         return wait_first(self._cond, self.messages, predicate, timeout_s)
 
-    def wait_count(self, topic: str, n: int, timeout_s: float = 5.0) -> list[ReceivedMessage]:
+    def wait_count(self, topic: str, n: int, timeout_s: float = 30.0) -> list[ReceivedMessage]:
         """Wait until at least n messages arrived on topic; returns those received (maybe fewer)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
