@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,17 @@ from people_counter.counting.daily_reset import DailyReset
 from people_counter.paths import database_path
 from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available, subscribe_collect
 from testsupport.store_queries import stored_events
+
+HANG_S = 30.0
+"""Waits in this file only bound a hang: a test waits for what it expects, never for it to happen
+within a span of time. 30 s is also systemd's WatchdogSec for the counter: a watchdog later than
+that gets the service killed."""
+
+
+def frames_after(results: Path, frames: int) -> Callable[[], bool]:
+    """A condition: `frames` more frames have been counted than now."""
+    start = len(read_results(results))
+    return lambda: len(read_results(results)) >= start + frames
 
 
 class NotifySocket:
@@ -33,12 +45,17 @@ class NotifySocket:
         self.sock.settimeout(0.2)
         self.messages: list[str] = []
 
-    def wait_for(self, prefix: str, timeout_s: float) -> str | None:
+    def matching(self, prefix: str) -> list[str]:
+        return [m for m in self.messages if any(line.startswith(prefix) for line in m.splitlines())]
+
+    def wait_for(self, prefix: str, timeout_s: float = HANG_S, count: int = 1) -> str | None:
+        """The count-th message with a line starting with `prefix`, received by now or before the
+        timeout (which only bounds a hang); None if it never came."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for message in self.messages:
-                if any(line.startswith(prefix) for line in message.splitlines()):
-                    return message
+            found = self.matching(prefix)
+            if len(found) >= count:
+                return found[count - 1]
             try:
                 self.messages.append(self.sock.recv(4096).decode())
             except TimeoutError:
@@ -68,9 +85,9 @@ def test_ready_watchdog_reload_and_reset(tmp_path: Path, sample_video: Path, def
     try:
         ready = notify.wait_for("READY=1", 60)
         assert ready is not None, counter.log()[-3000:]
-        # READY comes once the model is compiled and the input is open: frames follow at once.
-        assert counter.wait_until(lambda: len(read_results(results)) > 0, 10)
-        watchdog = notify.wait_for("WATCHDOG=1", 5)
+        assert counter.wait_until(lambda: len(read_results(results)) > 0, HANG_S)
+        # The watchdog is fed again and again, not once.
+        watchdog = notify.wait_for("WATCHDOG=1", count=3)
         assert watchdog is not None and "fps" in watchdog
 
         assert counter.wait_until(lambda: int((read_results(results) or [{"total": 0}])[-1]["total"]) >= 3, 60)
@@ -78,14 +95,15 @@ def test_ready_watchdog_reload_and_reset(tmp_path: Path, sample_video: Path, def
         # A bad config on reload is refused; the running one stays and so do the counts.
         write_config(config, {**settings, "counting": {"occupancy_max": -1}})
         counter.process.send_signal(signal.SIGHUP)
-        assert counter.wait_until(lambda: "reload refused" in counter.log(), 10), counter.log()[-2000:]
+        assert counter.wait_until(lambda: "reload refused" in counter.log(), HANG_S), counter.log()[-2000:]
         before = int(read_results(results)[-1]["total"])
 
         # A good one is taken without losing counts.
         write_config(config, {**settings, "counting": {"line": [[0.0, 0.6], [1.0, 0.6]]}})
         counter.process.send_signal(signal.SIGHUP)
-        assert counter.wait_until(lambda: "reloaded" in counter.log(), 10), counter.log()[-2000:]
-        time.sleep(1.0)
+        assert counter.wait_until(lambda: "reloaded" in counter.log(), HANG_S), counter.log()[-2000:]
+        # It goes on counting with the new config (a counter that died on it counts no more frames).
+        assert counter.wait_until(frames_after(results, 20), HANG_S), counter.log()[-2000:]
         assert counter.process.poll() is None
         assert int(read_results(results)[-1]["total"]) >= before
 
@@ -97,8 +115,8 @@ def test_ready_watchdog_reload_and_reset(tmp_path: Path, sample_video: Path, def
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        assert counter.wait_until(lambda: "count reset" in counter.log(), 5), counter.log()[-2000:]
-        time.sleep(0.5)
+        assert counter.wait_until(lambda: "count reset" in counter.log(), HANG_S), counter.log()[-2000:]
+        assert counter.wait_until(frames_after(results, 5), HANG_S), counter.log()[-2000:]
         totals = [int(line["total"]) for line in read_results(results)]
         drops = [(a, b) for a, b in itertools.pairwise(totals) if b < a]
         # One drop, to zero (or to the one person confirmed on the very frame after it).
@@ -107,7 +125,7 @@ def test_ready_watchdog_reload_and_reset(tmp_path: Path, sample_video: Path, def
         assert len(events) >= before, "the history before the reset is gone"
     finally:
         counter.terminate()
-        counter.wait(10)
+        counter.wait(HANG_S)
         counter.close()
         notify.close()
 
@@ -148,18 +166,22 @@ def test_an_input_missing_at_start_is_waited_for_and_counted_once_it_appears(
             del os.environ["NOTIFY_SOCKET"]
         try:
             assert notify.wait_for("READY=1", 60) is not None, counter.log()[-3000:]
-            assert notify.wait_for("WATCHDOG=1", 5) is not None
+            assert notify.wait_for("WATCHDOG=1", count=3) is not None
 
             def down() -> list[dict[str, object]]:
                 found = [json.loads(m.text) for m in states.on_topic("people_counter/late/state")]
                 return [state for state in found if state["input"] == "reconnecting"]
 
-            assert counter.wait_until(lambda: len(down()) >= 4, 30), counter.log()[-3000:]
+            assert counter.wait_until(lambda: len(down()) >= 9, 60), counter.log()[-3000:]
             waiting = down()
             assert all(state["fps"] == 0 and state["store"] == "ok" for state in waiting), waiting
-            # Sent every second, by the counter's own clock: the heartbeat alone would space them 5 s.
+            # Sent every second: the heartbeat alone would space them 5 s. The gaps are read on the
+            # counter's own clock (input_down_s), and counted, not judged by the longest: a loaded
+            # machine can hold the counter's loop up now and then, but not for two gaps in eight,
+            # while a state sent on the heartbeat alone makes every gap 5 s.
             gaps = [b["input_down_s"] - a["input_down_s"] for a, b in itertools.pairwise(waiting)]  # type: ignore[operator]
-            assert max(gaps) < 2.5 and waiting[-1]["input_down_s"] > waiting[0]["input_down_s"], gaps
+            assert sum(gap >= 2.5 for gap in gaps) <= len(gaps) // 4, gaps
+            assert waiting[-1]["input_down_s"] > waiting[0]["input_down_s"], gaps
             assert counter.process.poll() is None
 
             late.parent.mkdir()
@@ -172,7 +194,7 @@ def test_an_input_missing_at_start_is_waited_for_and_counted_once_it_appears(
 
             assert counter.wait_until(counting, 60), counter.log()[-3000:]
             counter.terminate()
-            assert counter.wait(10) == 0
+            assert counter.wait(HANG_S) == 0
             log = counter.log()
             assert "Traceback" not in log
             assert "video.avi does not exist (yet); retrying in" in log and "video.avi is open" in log
