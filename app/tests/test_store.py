@@ -268,24 +268,33 @@ def test_readonly_reader_sees_the_writer(tmp_path: Path) -> None:
         open_readonly(tmp_path / "nothing.sqlite3")
 
 
-def test_record_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Not a timed test: prints the median cost of record() on this disk (one event, one crossing)."""
+def test_record_is_one_commit_and_its_cost_is_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """record() is one transaction whatever the history's size (its cost on a disk is one WAL append:
+    no fsync, no checkpoint). The median cost of record() on this disk is printed, not asserted:
+    speed is `make bench`'s to measure, and a loaded machine would make any bound on it flaky."""
     store = CountStore(tmp_path, retention_days=30)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
     totals = Totals()
     costs = []
     for track_id in range(300):
         ts = T0 + track_id * 0.1
         totals.total += 1
         store.note_count(2, ts)
+        statements.clear()
         started = time.perf_counter()
         store.record(totals, leave(track_id, ts, 3.0), count=2, ts=ts, last_track_id=track_id)
         costs.append((time.perf_counter() - started) * 1000)
+        begins = [s for s in statements if s.startswith("BEGIN")]
+        commits = [s for s in statements if s == "COMMIT"]
+        assert (begins, commits) == (["BEGIN IMMEDIATE"], ["COMMIT"]), statements
+        assert not any("checkpoint" in s for s in statements), statements
+    store._db.set_trace_callback(None)
     store.close()
     median = statistics.median(costs)
     p95 = statistics.quantiles(costs, n=20)[-1]
     with capsys.disabled():
         print(f"\nCountStore.record(): median {median:.3f} ms, p95 {p95:.3f} ms over {len(costs)} calls")
-    assert median < 50  # a sanity bound, far above what a healthy disk gives
 
 
 READER = """

@@ -14,6 +14,7 @@ import pytest
 from people_counter.outputs import store as store_module
 from people_counter.outputs.store import (
     PRUNE_EVERY_S,
+    RETRY_EVERY_S,
     CountReader,
     CountStore,
     StoreError,
@@ -190,7 +191,9 @@ def test_no_media_position_without_a_database_or_a_saved_view(tmp_path: Path) ->
     assert saved_media_position(tmp_path) is None
 
 
-def test_unreadable_saved_people_in_view_are_ignored(tmp_path: Path) -> None:
+def test_unreadable_saved_people_in_view_are_ignored_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = CountStore(tmp_path)
     try:
         store.save_live(live_snapshot(3.0))
@@ -199,7 +202,11 @@ def test_unreadable_saved_people_in_view_are_ignored(tmp_path: Path) -> None:
             db.execute("UPDATE live_tracks SET snapshot = ?", ('{"clock_ts": 1.0}',))
         finally:
             db.close()
-        assert store.load_live() is None
+        with caplog.at_level(logging.WARNING, logger="people_counter.outputs.store"):
+            assert store.load_live() is None
+        assert [r.getMessage() for r in caplog.records] == [
+            "the saved people in view are unreadable, starting without them: 'media_ts'"
+        ]
         assert saved_media_position(tmp_path) is None
     finally:
         store.close()
@@ -342,3 +349,236 @@ def test_close_tries_once_more_at_once_and_says_what_is_lost(tmp_path: Path, cap
     assert [r.getMessage() for r in caplog.records][-1] == (
         f"store {database_path(tmp_path)}: 1 records counted could not be written and are lost"
     )
+
+
+# -- the schema, the background checkpoints, and what the store says (issue 17: the mutants of the
+# log lines, the checkpoint thread and the error messages that no test read)
+
+SCHEMA_SQL = {
+    "schema_version": "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "resets": "CREATE TABLE resets ( id INTEGER PRIMARY KEY, ts REAL NOT NULL, reason TEXT NOT NULL "
+    "-- 'first start', 'command', 'daily'\n )",
+    "totals": "CREATE TABLE totals ( period_id INTEGER PRIMARY KEY REFERENCES resets(id), total INTEGER NOT NULL "
+    "DEFAULT 0, in_count INTEGER NOT NULL DEFAULT 0, out_count INTEGER NOT NULL DEFAULT 0, dwell_sum_s REAL NOT "
+    "NULL DEFAULT 0, dwell_count INTEGER NOT NULL DEFAULT 0, last_track_id INTEGER NOT NULL DEFAULT 0, updated_ts "
+    "REAL NOT NULL )",
+    "events": "CREATE TABLE events ( id INTEGER PRIMARY KEY, ts REAL NOT NULL, type TEXT NOT NULL CHECK (type IN "
+    "('enter', 'exit')), track_id INTEGER NOT NULL, duration_s REAL, period_id INTEGER NOT NULL )",
+    "events_ts": "CREATE INDEX events_ts ON events(ts)",
+    "crossings": "CREATE TABLE crossings ( id INTEGER PRIMARY KEY, ts REAL NOT NULL, track_id INTEGER NOT NULL, "
+    "direction TEXT NOT NULL CHECK (direction IN ('in', 'out')), period_id INTEGER NOT NULL )",
+    "crossings_ts": "CREATE INDEX crossings_ts ON crossings(ts)",
+    "alerts": "CREATE TABLE alerts ( id INTEGER PRIMARY KEY, ts REAL NOT NULL, type TEXT NOT NULL CHECK (type IN "
+    "('occupancy', 'loitering')), value REAL NOT NULL, threshold REAL NOT NULL, track_id INTEGER, period_id "
+    "INTEGER NOT NULL )",
+    "alerts_ts": "CREATE INDEX alerts_ts ON alerts(ts)",
+    "minutes": "CREATE TABLE minutes ( minute_ts INTEGER PRIMARY KEY, samples INTEGER NOT NULL DEFAULT 0, count_sum "
+    "INTEGER NOT NULL DEFAULT 0, count_max INTEGER NOT NULL DEFAULT 0, entries INTEGER NOT NULL DEFAULT 0, exits "
+    "INTEGER NOT NULL DEFAULT 0, in_count INTEGER NOT NULL DEFAULT 0, out_count INTEGER NOT NULL DEFAULT 0 )",
+    "live_tracks": "CREATE TABLE live_tracks ( id INTEGER PRIMARY KEY CHECK (id = 1), saved_ts REAL NOT NULL, "
+    "snapshot TEXT NOT NULL )",
+}
+"""The schema the released migrations make, as SQLite keeps it (white space folded). A released
+migration is never edited (store.MIGRATIONS): a database made by an older release must be the same
+as one made now, so any change here is a new migration."""
+
+
+def test_the_schema_is_exactly_what_the_released_migrations_made(tmp_path: Path) -> None:
+    CountStore(tmp_path).close()
+    db = sqlite3.connect(database_path(tmp_path))
+    try:
+        rows = db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    finally:
+        db.close()
+    assert {name: " ".join(sql.split(" \n")).split() for name, sql in rows} == {
+        name: sql.split() for name, sql in SCHEMA_SQL.items()
+    }
+
+
+def test_each_migration_is_logged_once_with_its_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="people_counter.outputs.store"):
+        CountStore(tmp_path).close()
+        CountStore(tmp_path).close()  # nothing left to migrate: nothing said
+    assert [r.getMessage() for r in caplog.records if "migrated" in r.getMessage()] == [
+        "database migrated to schema version 1",
+        "database migrated to schema version 2",
+    ]
+
+
+def test_a_prune_says_how_many_rows_of_how_many_days_it_removed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CountStore(tmp_path)  # the default retention: 30 days
+    try:
+        events_at(store, NOW - 30 * DAY_S - 120.0, NOW - 30 * DAY_S + 1.0)
+        with caplog.at_level(logging.DEBUG, logger="people_counter.outputs.store"):
+            assert store.prune(NOW) == 2  # the older event and its minute
+            assert store.prune(NOW) == 0  # nothing more: nothing said
+        assert [r.getMessage() for r in caplog.records if "pruned" in r.getMessage()] == [
+            "pruned 2 rows older than 30 days"
+        ]
+    finally:
+        store.close()
+
+
+def test_an_incomplete_migration_statement_is_named_by_its_first_60_characters(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "scratch.sqlite3", isolation_level=None)
+    try:
+        statement = "CREATE TABLE half_written (first_column INTEGER, second_column TEXT, third"
+        with pytest.raises(ValueError) as raised:
+            store_module._run_script(db, statement)
+        assert str(raised.value) == f"incomplete SQL statement in a migration: {statement[:60]}"
+    finally:
+        db.close()
+
+
+def test_a_damaged_database_is_one_store_error_naming_the_file(tmp_path: Path) -> None:
+    path = database_path(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not a database, " * 200)
+    with pytest.raises(StoreError) as raised:
+        CountStore(tmp_path)
+    assert str(raised.value) == f"{path}: cannot open the database: file is not a database"
+
+
+def test_a_database_that_a_migration_cannot_take_is_one_store_error_naming_the_file(tmp_path: Path) -> None:
+    path = database_path(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE resets (anything)")  # in the way of the first migration
+    db.close()
+    with pytest.raises(StoreError) as raised:
+        CountStore(tmp_path)
+    assert str(raised.value) == f"{path}: table resets already exists"
+
+
+@pytest.mark.usefixtures("quick_busy")
+def test_a_database_that_cannot_switch_to_wal_is_used_in_its_mode_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    CountStore(tmp_path).close()  # the last writer leaves the file in rollback-journal mode
+    path = database_path(tmp_path)
+    # A reader in the middle of a read: the switch to WAL needs the file to itself and is refused,
+    # while everything else goes on.
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM events").fetchone()
+        with caplog.at_level(logging.WARNING, logger="people_counter.outputs.store"):
+            db = store_module._connect(path)
+    finally:
+        reader.close()
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert db.isolation_level is None  # autocommit: the store opens its transactions itself
+    finally:
+        db.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: could not switch to WAL (journal mode unchanged: database is locked); commits will be slower"
+    ]
+
+
+@pytest.mark.usefixtures("quick_busy")
+def test_a_prune_that_fails_in_flush_degrades_the_store_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    store = CountStore(tmp_path, clock=lambda: clock[0])
+    try:
+
+        def failing_prune(now: float) -> int:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "prune", failing_prune)
+        events_at(store, NOW)
+        with caplog.at_level(logging.ERROR, logger="people_counter.outputs.store"):
+            store.flush(NOW + PRUNE_EVERY_S)  # the record is written; the prune due now fails
+        assert store.status == "degraded"
+        assert [e.track_id for e in stored_events(database_path(tmp_path))] == [1]
+        assert [r.getMessage() for r in caplog.records] == [
+            f"store {database_path(tmp_path)} cannot write (disk I/O error): counting goes on in memory"
+            " (0 records so far), retrying every 5 s"
+        ]
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("quick_busy")
+def test_a_lasting_failure_is_complained_about_once_a_minute_on_the_stores_clock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = [1000.0]
+    store = CountStore(tmp_path, clock=lambda: clock[0])
+    lock = LockedDatabase(tmp_path)
+    try:
+        with caplog.at_level(logging.ERROR, logger="people_counter.outputs.store"):
+            events_at(store, NOW)  # fails at 1000 s: the first complaint
+            for _ in range(12):  # retried every 5 s: 1005 to 1060 s
+                clock[0] += RETRY_EVERY_S
+                store.flush(NOW + 1.0)
+        # Again exactly a minute after the first, and not in between.
+        assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 2
+        assert store.status == "degraded"
+    finally:
+        lock.release()
+        store.close()
+
+
+def wal_frames_in_the_file(path: Path) -> int:
+    """How many pages the database file itself holds (what checkpoints copy there from the WAL)."""
+    return path.stat().st_size // 4096
+
+
+def test_the_background_checkpoint_copies_the_wal_into_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "wal.sqlite3"
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert writer.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+        writer.execute("PRAGMA wal_autocheckpoint=0")  # only the checkpointer copies pages
+        writer.execute("CREATE TABLE rows (payload TEXT)")
+        writer.executemany("INSERT INTO rows VALUES (?)", [("x" * 500,) for _ in range(200)])
+        before = wal_frames_in_the_file(path)
+        checkpointer = store_module._Checkpointer(path, every_s=0.01)
+        try:
+            thread = checkpointer._thread
+            # Its own thread, named for a stack dump, that never keeps the process from exiting.
+            assert thread.name == "sqlite-checkpoint" and thread.daemon
+            deadline = time.monotonic() + 30  # bounds a hang only: it checkpoints every 10 ms
+            while wal_frames_in_the_file(path) <= before:
+                assert thread.is_alive(), "the checkpoint thread died"
+                assert time.monotonic() < deadline, "no checkpoint copied the WAL into the file"
+                time.sleep(0.01)
+        finally:
+            checkpointer.stop()
+        assert not thread.is_alive()
+    finally:
+        writer.close()
+
+
+def test_the_store_checkpoints_its_own_file_until_it_is_closed(tmp_path: Path) -> None:
+    store = CountStore(tmp_path)
+    thread = store._checkpointer._thread
+    try:
+        assert store._checkpointer._path == database_path(tmp_path)
+        assert thread.is_alive() and thread.name == "sqlite-checkpoint"
+    finally:
+        store.close()
+    assert not thread.is_alive()
+
+
+def test_no_background_checkpoints_when_the_file_cannot_be_opened_is_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="people_counter.outputs.store"):
+        checkpointer = store_module._Checkpointer(tmp_path / "missing" / "counts.sqlite3", every_s=0.01)
+        checkpointer._thread.join(30)
+        checkpointer.stop()
+    assert [r.getMessage() for r in caplog.records] == ["no background checkpoints: unable to open database file"]
+
+
+def test_a_checkpoint_that_fails_is_skipped_with_a_debug_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = sqlite3.connect(tmp_path / "closed.sqlite3")
+    db.close()
+    with caplog.at_level(logging.DEBUG, logger="people_counter.outputs.store"):
+        store_module._Checkpointer.checkpoint(db)  # never raises: the next one tries again
+    assert [r.getMessage() for r in caplog.records] == ["checkpoint skipped: Cannot operate on a closed database."]
