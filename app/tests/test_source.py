@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from people_counter.errors import ConfigError, InputError
+from people_counter.vision import source as source_module
 from people_counter.vision.source import FrameReader, parse_input
 
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -120,22 +120,35 @@ def test_frames_wider_than_max_width_are_scaled_once_at_decoding(tmp_path: Path)
     assert reader_for(str(path), max_width=640).frame_size == (64, 48)  # never scaled up
 
 
-def test_a_file_played_in_real_time_from_a_later_frame_starts_at_once(tmp_path: Path) -> None:
+class StandingWallClock:
+    """The source module's `time`, with a wall clock that stands still at `now` (monotonic and the
+    rest are the real ones): a file played in real time hands out only the frames due by then."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
+def test_a_file_played_in_real_time_from_a_later_frame_starts_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A looping file resuming after a restart starts from frame N: its clock starts at its first
     frame read, so it does not wait N frames first (it waited, and a device killed every 30 s at
     frame 500 never counted again)."""
     path = write_clip(tmp_path / "tiny.avi", 10.0, 50)
+    monkeypatch.setattr(source_module, "time", StandingWallClock(5000.0))
     reader = reader_for(str(path), realtime=True, start_frame=40)
-    before = time.time()
     reader.start()
-    first = None
-    deadline = time.monotonic() + 10
-    while first is None and time.monotonic() < deadline:
-        first = reader.get(timeout=0.1)
+    first = reader.get(timeout=30)  # the timeout only bounds a hang
     reader.stop()
     assert first is not None and first.index == 40
-    # The bug put frame 40 at 4 s from now; only a 2 s stall of this test could make this flake.
-    assert first.ts - before < 2.0
+    # Due at the wall clock's present, not 40 frames (4 s) after it.
+    assert first.ts == 5000.0
 
 
 def test_a_file_is_read_whole_and_in_order(tmp_path: Path) -> None:
@@ -198,8 +211,11 @@ def test_a_slow_consumer_of_a_file_in_real_time_gets_the_newest_frames(tmp_path:
         reader.stop()
     assert reader.dropped > 0
     # The queue holds 4 frames (0.2 s of this clip). A queue of stale frames falls further behind
-    # with every frame counted (a median of 2.45 s here), and is never less than 1.2 s behind.
-    assert statistics.median(late) < 0.8, late
+    # with every frame counted (2.45 s in the middle of the run here) and is never less than 1.2 s
+    # behind. Counted, not the latest one: a frame is late by the queue's span plus any pause of
+    # this test's thread or the reader's, and a loaded machine pauses a thread for 0.6 s now and
+    # then, but not for half the frames.
+    assert sum(lag >= 0.8 for lag in late) <= len(late) // 2, late
 
 
 class MjpegServer:
