@@ -38,6 +38,9 @@ def broker() -> Iterator[MosquittoBroker]:
         yield b
 
 
+STALE_AFTER_S = 300.0
+
+
 @pytest.fixture(scope="module")
 def run_dir() -> Iterator[Path]:
     with short_tmp() as run:
@@ -47,7 +50,11 @@ def run_dir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def dashboard(broker: MosquittoBroker, run_dir: Path) -> Iterator[DashboardProcess]:
     # No encoder: the video source keeps retrying its socket, and the stream gauges read 0.
-    with DashboardProcess(run_dir, broker, run_dir / "no-encoder.sock", device_id=DEVICE, stale_after_s=5.0) as d:
+    # The longest stale_after_s there is: a state stamped now stays fresh however slowly the test
+    # runs, and the stale one is stamped older than that (no window of wall clock to meet).
+    with DashboardProcess(
+        run_dir, broker, run_dir / "no-encoder.sock", device_id=DEVICE, stale_after_s=STALE_AFTER_S
+    ) as d:
         yield d
 
 
@@ -94,7 +101,7 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def scrape_until(dashboard: DashboardProcess, done: Callable[[Samples], bool], timeout_s: float = 10.0) -> Samples:
+def scrape_until(dashboard: DashboardProcess, done: Callable[[Samples], bool], timeout_s: float = 30.0) -> Samples:
     """Scrapes until `done` holds; the timeout only fails a test, it is no window to meet."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -119,7 +126,7 @@ def publish_state(dashboard: DashboardProcess, counter: CounterPublisher, **figu
 
 def publish_event(counter: CounterPublisher, type_: str, duration_s: float | None) -> None:
     message = {"type": type_, "track_id": 7, "ts": time.time(), "duration_s": duration_s}
-    counter.client.publish(counter.topics.event, json.dumps(message), qos=1).wait_for_publish(5)
+    counter.client.publish(counter.topics.event, json.dumps(message), qos=1).wait_for_publish(30)
 
 
 def test_the_scrape_is_promtool_clean_in_both_formats(dashboard: DashboardProcess, counter: CounterPublisher) -> None:
@@ -244,7 +251,7 @@ def test_no_frames_reads_fps_0_and_input_down(dashboard: DashboardProcess, count
     assert value(samples, "peoplecounter_fps") == 10 and value(samples, "peoplecounter_input_up") == 1
     assert value(samples, "peoplecounter_store_ok") is None
     # A state older than stale_after_s: the counter is not counting, whatever fps it last said.
-    samples = publish_state(dashboard, counter, input="ok", fps=10.0, ts=time.time() - 60)
+    samples = publish_state(dashboard, counter, input="ok", fps=10.0, ts=time.time() - 2 * STALE_AFTER_S)
     assert value(samples, "peoplecounter_fps") == 0 and value(samples, "peoplecounter_state_fresh") == 0
 
 
