@@ -22,6 +22,12 @@ DEFAULT_CONFIG_PATH = Path("/etc/people-counter/config.yml")
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Point = tuple[Fraction, Fraction]
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+"""The URL schemes of a network camera's stream (OpenCV's FFmpeg backend opens them)."""
+
+
+def is_stream_url(value: str) -> bool:
+    return value.lower().startswith(STREAM_SCHEMES)
 
 
 class Section(BaseModel):
@@ -42,6 +48,10 @@ class InputConfig(Section):
     credentials_file: Path | None = None
     """A network camera's `user:password` (first line), put into the URL only to open it: on a
     device, the systemd credential the role installs, so that no password is in this file."""
+    substream: str | None = None
+    """The same camera's low-resolution stream (an rtsp/http(s) URL): counted instead of `source`,
+    which is then the fallback while the sub-stream cannot be opened. Decoding 1080p is most of the
+    CPU a camera costs, and the detector sees no more of it than of 640x360."""
 
     @field_validator("source")
     @classmethod
@@ -49,6 +59,24 @@ class InputConfig(Section):
         if not value.strip():
             raise ValueError("must name a file, a camera index or a URL")
         return value.strip()
+
+    @field_validator("substream")
+    @classmethod
+    def _a_stream_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not is_stream_url(value):
+            scheme, sep, _rest = value.partition("://")
+            what = f"unsupported URL scheme {scheme!r}" if sep else "not a URL"
+            raise ValueError(f"{what} (expected {', '.join(s[:-3] for s in STREAM_SCHEMES)})")
+        return value
+
+    @model_validator(mode="after")
+    def _substream_of_a_network_camera(self) -> InputConfig:
+        if self.substream is not None and not is_stream_url(self.source):
+            raise ValueError("substream: a camera's sub-stream needs source to be that camera's rtsp/http(s) URL")
+        return self
 
 
 class ModelConfig(Section):

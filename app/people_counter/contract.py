@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 import yaml
 
 if TYPE_CHECKING:
-    from people_counter.stage_data import Alert, CounterState, InputStatus, PersonEvent, StoreStatus
+    from people_counter.stage_data import Alert, CounterState, InputStatus, InputStream, PersonEvent, StoreStatus
 
 # -- MQTT topics ---------------------------------------------------------------------------------
 
@@ -123,6 +123,7 @@ StateMessage = TypedDict(
         "ts": float,
         "store": "StoreStatus",
         "input_down_s": float,
+        "input_stream": "InputStream",
         "occupancy_alert": bool,
         "loitering_alert": bool,
     },
@@ -169,6 +170,7 @@ def state_message(state: CounterState) -> dict[str, object]:
         "ts": round(state.ts, 3),
         "store": state.store,
         "input_down_s": round(float(state.input_down_s), 1),
+        "input_stream": state.input_stream,
         "occupancy_alert": state.occupancy_alert,
         "loitering_alert": state.loitering_alert,
     }

@@ -35,7 +35,7 @@ from people_counter.vision import appearance
 from people_counter.vision.camera_credentials import read_credentials
 from people_counter.vision.detection_rate import DetectionSchedule
 from people_counter.vision.detector import PersonDetector
-from people_counter.vision.source import CapturedFrame, FrameReader, parse_input
+from people_counter.vision.source import CapturedFrame, FrameReader, parse_input, parse_substream
 from people_counter.vision.tracker import PersonTracker
 
 log = logging.getLogger("people_counter.counting_loop")
@@ -116,12 +116,12 @@ class CountingLoop:
         self.notifier = ServiceNotifier()
 
         source = options.input_override or config.input.source
-        credentials = config.input.credentials_file
-        spec = parse_input(
-            source,
-            must_exist=not options.wait_for_input,
-            credentials=None if credentials is None else read_credentials(credentials),
-        )
+        credentials_file = config.input.credentials_file
+        credentials = None if credentials_file is None else read_credentials(credentials_file)
+        spec = parse_input(source, must_exist=not options.wait_for_input, credentials=credentials)
+        # The camera's sub-stream goes with its configured source, not with an input given to `run`.
+        substream = config.input.substream if options.input_override is None else None
+        sub_spec = None if substream is None else parse_substream(substream, credentials)
         self.detector = PersonDetector(config.model, config.state_dir)
         realtime = config.input.realtime if options.realtime is None else options.realtime
         self.reader = FrameReader(
@@ -134,6 +134,7 @@ class CountingLoop:
             max_width=config.input.max_width,
             resume_at_s=saved_media_position(options.store_dir or config.state_dir) if config.input.loop else None,
             wait=options.wait_for_input,
+            substream=sub_spec,
         )
         # The store comes last, so that a bad input or model leaves no database behind.
         self.store = CountStore(options.store_dir or config.state_dir, config.store.retention_days)
@@ -364,6 +365,7 @@ class CountingLoop:
             ts=time.time() if ts is None else ts,
             store=self.store.status,
             input_down_s=self.reader.down_for(),
+            input_stream=self.reader.stream,
             occupancy_alert=self.counter.occupancy_alert,
             loitering_alert=bool(self.counter.loitering_alerted),
             extra={

@@ -106,6 +106,8 @@ class CountingResult:
 
 
 InputStatus = Literal["ok", "reconnecting", "ended"]
+InputStream = Literal["main", "sub"]
+"""The camera's stream counted: its `input.source` ("main"), or its `input.substream` ("sub")."""
 StoreStatus = Literal["ok", "degraded"]
 
 
@@ -128,6 +130,8 @@ class CounterState:
     """"degraded" while the database cannot be written (a full or read-only disk): counts wait in memory."""
     input_down_s: float = 0.0
     """How long the input has been down (from its first failed open or read); 0.0 while frames come."""
+    input_stream: InputStream = "main"
+    """"sub" while the configured sub-stream is counted; "main" otherwise (also with none configured)."""
     extra: dict[str, object] = field(default_factory=dict)
     occupancy_alert: bool = False
     """Too many people in view for too long now (the occupancy alert was raised and holds)."""
@@ -142,6 +146,7 @@ class CounterState:
             self.in_count,
             self.out_count,
             self.input,
+            self.input_stream,
             self.dropped_frames > 0,
             self.occupancy_alert,
             self.loitering_alert,

@@ -63,6 +63,12 @@ mqtt: {host: broker.local, port: 8883, username: counter, tls: {ca_file: /etc/ss
     assert config.counting.line == ((0.1, 0.2), (0.9, 0.2))
     assert config.counting.daily_reset is not None and config.counting.daily_reset.hour == 3
     assert config.mqtt.tls is not None
+    assert config.input.substream is None
+
+
+def test_a_substream_is_a_stream_url_of_the_camera_whose_source_is_one(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "input: {source: rtsp://cam/main, substream: ' rtsp://cam/sub '}"))
+    assert (config.input.source, config.input.substream) == ("rtsp://cam/main", "rtsp://cam/sub")
 
 
 TOPIC_LEVEL_ERROR = "must be a plain topic level without wildcards or edge slashes"
@@ -86,6 +92,12 @@ TOPIC_LEVEL_ERROR = "must be a plain topic level without wildcards or edge slash
             for prefix in ("", "a#", "a+b", "/a", "a/")
         ),
         ("mqtt: {homeassistant: {prefix: ha/#}}", f"mqtt.homeassistant.prefix: Value error, {TOPIC_LEVEL_ERROR}"),
+        (
+            "input: {source: rtsp://cam/main, substream: rtp://cam/sub}",
+            "input.substream: Value error, unsupported URL scheme 'rtp' (expected rtsp, rtsps, http, https)",
+        ),
+        ("input: {source: rtsp://cam/main, substream: sub.mp4}", "input.substream: Value error, not a URL"),
+        ("input: {source: '0', substream: rtsp://cam/sub}", "input: Value error, substream: a camera's sub-stream"),
         ("- just\n- a list", "the top level must be a mapping"),
         ("mqtt: {port: [1883", "invalid YAML"),
     ],

@@ -46,6 +46,7 @@ def _state() -> CounterState:
         ts=1700000000.12345,
         store="degraded",
         input_down_s=12.345,
+        input_stream="sub",
         extra={"privacy_blur": True},
         occupancy_alert=True,
     )
@@ -80,6 +81,7 @@ def test_payloads_have_the_documented_shape() -> None:
         "ts": 1700000000.123,
         "store": "degraded",
         "input_down_s": 12.3,
+        "input_stream": "sub",
         "occupancy_alert": True,
         "loitering_alert": False,
         "privacy_blur": True,

@@ -18,7 +18,7 @@ import pytest
 
 from people_counter.errors import ConfigError, InputError
 from people_counter.vision import source as source_module
-from people_counter.vision.source import FrameReader, parse_input
+from people_counter.vision.source import FrameReader, parse_input, parse_substream
 
 APP_DIR = Path(__file__).resolve().parents[1]
 
@@ -221,7 +221,8 @@ def test_a_slow_consumer_of_a_file_in_real_time_gets_the_newest_frames(tmp_path:
 class MjpegServer:
     """A camera on loopback: an HTTP MJPEG stream that the test can cut and bring back."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: tuple[int, int] = (64, 48)) -> None:
+        self.size = size
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._cut = threading.Event()
@@ -229,6 +230,7 @@ class MjpegServer:
     def start(self) -> None:
         cut = self._cut
         cut.clear()
+        width, height = self.size
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -237,7 +239,7 @@ class MjpegServer:
                 self.end_headers()
                 i = 0
                 while not cut.is_set():
-                    _ok, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), i % 250, np.uint8))
+                    _ok, jpg = cv2.imencode(".jpg", np.full((height, width, 3), i % 250, np.uint8))
                     data = jpg.tobytes()
                     try:
                         self.wfile.write(
@@ -360,3 +362,69 @@ def test_a_missing_file_in_a_one_off_run_and_an_unknown_url_scheme_are_refused_a
         parse_input("rtp://camera.local/stream", must_exist=False)
     with pytest.raises(InputError, match="is not a file"):
         parse_input(str(tmp_path), must_exist=False)  # a directory never becomes a video
+
+
+def frame_of_size(reader: FrameReader, size: tuple[int, int], timeout: float = 30.0) -> bool:
+    """Whether a frame of `size` (width, height) comes before the deadline, which only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = reader.get(timeout=0.1)
+        if frame is not None and (frame.image.shape[1], frame.image.shape[0]) == size:
+            return True
+    return False
+
+
+def test_the_main_stream_stands_in_while_the_substream_is_away(caplog: pytest.LogCaptureFixture) -> None:
+    """The sub-stream is read when it answers; while it does not (at start, or after a drop), the
+    camera's main stream is, and the sub-stream is tried again in the background."""
+    main, sub = MjpegServer((64, 48)), MjpegServer((32, 24))
+    main.start()
+    sub.start()
+    sub.cut()  # its port is known; nothing listens on it yet
+    reader = FrameReader(
+        parse_input(f"http://127.0.0.1:{main.port}/main", must_exist=False),
+        substream=parse_substream(f"http://127.0.0.1:{sub.port}/sub"),
+        substream_retry_s=0.5,
+        wait=True,
+        loop=False,
+        realtime=False,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.2,
+    )
+    caplog.set_level("INFO", logger="people_counter.vision.source")
+    reader.start()
+    try:
+        assert frame_of_size(reader, (64, 48)), "the main stream was never read"
+        assert reader.stream == "main" and reader.status == "ok"
+        assert any("main stream" in r.message and "counted" in r.message for r in caplog.records), caplog.text
+        sub.start()
+        assert frame_of_size(reader, (32, 24)), "the sub-stream was never read once it answered"
+        assert reader.stream == "sub" and reader.frame_size == (32, 24)
+        sub.cut()
+        assert frame_of_size(reader, (64, 48)), "the main stream did not stand in after the sub-stream dropped"
+        assert reader.stream == "main" and reader.status == "ok"
+    finally:
+        reader.stop()
+        main.cut()
+        sub.cut()
+
+
+def test_a_substream_is_read_instead_of_the_main_stream(camera: MjpegServer) -> None:
+    small = MjpegServer((32, 24))
+    small.start()
+    reader = FrameReader(
+        parse_input(f"http://127.0.0.1:{camera.port}/main"),
+        substream=parse_substream(f"http://127.0.0.1:{small.port}/sub"),
+        loop=False,
+        realtime=False,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.2,
+    )
+    reader.start()
+    try:
+        assert reader.stream == "sub" and reader.frame_size == (32, 24)
+        assert reader.spec.label == f"sub-stream http://127.0.0.1:{small.port}/sub"
+        assert frame_of_size(reader, (32, 24))
+    finally:
+        reader.stop()
+        small.cut()

@@ -47,10 +47,10 @@ def has_user_info(url: str) -> bool:
     return "@" in url[url.index("://") + 3 : authority_end(url)]
 
 
-def with_credentials(url: str, credentials: CameraCredentials) -> str:
-    """The URL with the user and password percent-encoded in, whatever characters they hold."""
+def with_credentials(url: str, credentials: CameraCredentials, key: str = "input.source") -> str:
+    """The URL (of config `key`) with the user and password percent-encoded in, whatever characters they hold."""
     if has_user_info(url):
-        raise ConfigError(f"input.source: give the camera's user and password in {KEY} only, not in the URL")
+        raise ConfigError(f"{key}: give the camera's user and password in {KEY} only, not in the URL")
     scheme_end = url.index("://") + 3
     user_info = f"{quote(credentials.user, safe='')}:{quote(credentials.password, safe='')}@"
     return url[:scheme_end] + user_info + url[scheme_end:]

@@ -5,6 +5,10 @@ and so that a stream that drops is reopened with backoff while the counting
 loop keeps publishing its state. The service's input may also be missing at
 start (a camera that boots slower than the device, a mount that comes late):
 it is then waited for the same way, not a reason to exit.
+
+A network camera's low-resolution sub-stream (`input.substream`) is counted instead of its main
+stream when configured: the main stream is the fallback while the sub-stream cannot be opened, and
+the sub-stream is tried again, in the background, while the main one is counted.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,16 +27,18 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from people_counter.config import STREAM_SCHEMES, is_stream_url
 from people_counter.errors import ConfigError, InputError
 from people_counter.paths import SAMPLE_SOURCE, sample_video_path
-from people_counter.stage_data import InputStatus
+from people_counter.stage_data import InputStatus, InputStream
 from people_counter.vision.camera_credentials import CameraCredentials, redacted, with_credentials
 
 log = logging.getLogger("people_counter.vision.source")
 
 Frame = npt.NDArray[np.uint8]
 SourceKind = Literal["file", "camera", "stream"]
-STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+SUBSTREAM_RETRY_S = 60.0
+"""While the main stream stands in for the sub-stream, the sub-stream is tried again this often."""
 # A file played in real time skips the frames it is this far behind on (see FrameReader).
 REALTIME_MAX_LAG_S = 1.0
 
@@ -60,7 +66,7 @@ def parse_input(source: str, must_exist: bool = True, credentials: CameraCredent
     wait for otherwise (the service: a USB disk or a network mount may come after it). A URL of
     another scheme is a config error: no wait would make it work. `credentials` go into a stream's
     URL (the target opened), never into its label (what logs and the state show)."""
-    if credentials is not None and not source.lower().startswith(STREAM_SCHEMES):
+    if credentials is not None and not is_stream_url(source):
         raise ConfigError("input.credentials_file: only an rtsp or http(s) input takes a user and password")
     if source == SAMPLE_SOURCE:
         path = sample_video_path()
@@ -69,7 +75,7 @@ def parse_input(source: str, must_exist: bool = True, credentials: CameraCredent
         return _file_spec(path, must_exist)
     if source.isdigit():
         return InputSpec("camera", int(source), f"camera {source}")
-    if source.lower().startswith(STREAM_SCHEMES):
+    if is_stream_url(source):
         target = source if credentials is None else with_credentials(source, credentials)
         return InputSpec("stream", target, redacted(source))
     scheme, sep, _rest = source.partition("://")
@@ -78,6 +84,14 @@ def parse_input(source: str, must_exist: bool = True, credentials: CameraCredent
             f"input.source: unsupported URL scheme {scheme!r} (expected {', '.join(s[:-3] for s in STREAM_SCHEMES)})"
         )
     return _file_spec(Path(source), must_exist)
+
+
+def parse_substream(url: str, credentials: CameraCredentials | None = None) -> InputSpec:
+    """The sub-stream's spec (the config checked its scheme); the camera's credentials go into it too."""
+    if not is_stream_url(url):
+        raise ConfigError(f"input.substream: {redacted(url)} is not an rtsp or http(s) URL")
+    target = url if credentials is None else with_credentials(url, credentials, "input.substream")
+    return InputSpec("stream", target, redacted(url))
 
 
 def _file_spec(path: Path, must_exist: bool) -> InputSpec:
@@ -110,6 +124,13 @@ class FrameReader:
     present, not a backlog. A file played in real time stands in for a camera and does
     the same: a frame more than ``REALTIME_MAX_LAG_S`` behind the clock is skipped and
     counted, so that a busy spell leaves no lasting lag behind it.
+
+    With a `substream` (the same camera's low-resolution stream), that is what is read; `spec`, the
+    main stream, stands in while it cannot be opened. Each retry with the backoff alternates between
+    the two, starting with the one that dropped. While the main stream is read, the sub-stream is
+    opened again every `substream_retry_s` on a thread of its own (a camera's open can take seconds,
+    and the main stream's frames keep coming meanwhile), and read as soon as it gives a frame.
+    `spec` is the stream being read (or tried last), `stream` which of the two it is.
     """
 
     def __init__(
@@ -126,8 +147,20 @@ class FrameReader:
         resume_at_s: float | None = None,
         wait: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        substream: InputSpec | None = None,
+        substream_retry_s: float = SUBSTREAM_RETRY_S,
     ) -> None:
-        self.spec = spec
+        if substream is not None:
+            # Every log line then says which of the camera's streams it is about.
+            spec = replace(spec, label=f"main stream {spec.label}")
+            substream = replace(substream, label=f"sub-stream {substream.label}")
+        self._main = spec
+        self._substream = substream
+        self._substream_retry_s = substream_retry_s
+        self._probe: _Probe | None = None
+        self._next_probe = 0.0
+        self.spec = spec if substream is None else substream
+        self.stream: InputStream = "main" if substream is None else "sub"
         self._max_width = max_width
         self.loop = loop
         self.realtime = realtime
@@ -152,7 +185,7 @@ class FrameReader:
         self._first: Frame | None = None
         if wait:
             self._went_down()
-        elif not self._open():
+        elif not self._open(self.spec) and (substream is None or not self._open(self._main)):
             raise InputError(f"input {self.spec.label}: cannot be opened")
 
     def _went_down(self) -> None:
@@ -164,9 +197,12 @@ class FrameReader:
         """Seconds since the input's first failed open or read; 0.0 while it is up."""
         return 0.0 if self._down_since is None else self._clock() - self._down_since
 
-    def _open(self) -> bool:
-        """Open the input and read its first frame: True, False if it is not there (yet), or an
-        InputError if it can never be read (a file that is not a video, or too short)."""
+    def _open(self, spec: InputSpec) -> bool:
+        """Open the input `spec` (the main stream or the sub-stream) and read its first frame: True,
+        False if it is not there (yet), or an InputError if it can never be read (a file that is
+        not a video, or too short)."""
+        self.spec = spec
+        self.stream = "sub" if spec is self._substream else "main"
         if self.spec.kind == "file" and not Path(str(self.spec.target)).exists():
             return False  # not mounted yet, or not copied yet: nothing for OpenCV to warn about
         capture = _open_capture(self.spec)
@@ -175,8 +211,7 @@ class FrameReader:
             if self.spec.kind == "file":
                 raise InputError(f"input {self.spec.label}: not a video OpenCV can decode")
             return False
-        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps if 1.0 <= fps <= 120.0 else 10.0
+        self.fps = _frame_rate(capture)
         if self.spec.kind == "file":
             self.frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
         if self._resume_at_s is not None and self._start_frame == 0 and self.frame_count > 0:
@@ -194,13 +229,17 @@ class FrameReader:
             if self.spec.kind == "file":
                 raise InputError(f"input {self.spec.label}: no frame could be read (not a video?)")
             return False
+        self._adopt(capture, first)
+        return True
+
+    def _adopt(self, capture: cv2.VideoCapture, first: Frame) -> None:
+        """Read from `capture` (just opened) from now on, starting with its `first` frame."""
         first = self._scaled(first)
         self.frame_size = (int(first.shape[1]), int(first.shape[0]))
         self._first = first
         self._capture = capture
         self._down_since = None
         self.status = "ok"
-        return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
@@ -208,6 +247,8 @@ class FrameReader:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._probe is not None:
+            self._probe.abandon()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
             if self._thread.is_alive():
@@ -239,6 +280,7 @@ class FrameReader:
         period = 1.0 / self.fps
         started = time.time()
         while not self._stop.is_set():
+            self._back_to_substream()
             frame = self._next_frame()
             if frame is None:
                 if self.spec.kind == "file":
@@ -276,6 +318,32 @@ class FrameReader:
         if delay > 0:
             self._stop.wait(delay)
         return -delay <= REALTIME_MAX_LAG_S
+
+    def _back_to_substream(self) -> None:
+        """While the main stream stands in: try the sub-stream every `substream_retry_s`, on a
+        thread of its own, and read it from the first frame it gives."""
+        if self._substream is None or self.stream != "main" or self._capture is None:
+            return
+        probe = self._probe
+        if probe is None:
+            if time.monotonic() >= self._next_probe:
+                self._probe = _Probe(self._substream)
+                self._probe.start()
+            return
+        if probe.is_alive():
+            return
+        self._probe = None
+        opened = probe.opened
+        if opened is None:
+            log.debug("input %s still cannot be opened; next try in %.0f s", probe.spec.label, self._substream_retry_s)
+            self._next_probe = time.monotonic() + self._substream_retry_s
+            return
+        capture, first = opened
+        log.warning("input %s answers: counting it instead of the %s", self._substream.label, self._main.label)
+        self._capture.release()
+        self.spec, self.stream = self._substream, "sub"
+        self.fps = _frame_rate(capture)
+        self._adopt(capture, first)
 
     def _next_frame(self) -> Frame | None:
         if self._first is not None:
@@ -323,24 +391,95 @@ class FrameReader:
     def _reconnect(self) -> bool:
         """Open an input that is not there yet, or reopen a dropped one, with exponential backoff;
         one warning line a step at most. True once it is open, False on a stop. Counts are kept by
-        the caller."""
+        the caller. With a sub-stream, the tries alternate between the two streams, starting with
+        the one that dropped (or the sub-stream, at start)."""
         delay, ceiling = self._backoff
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+        if self._probe is not None:  # the tries below take the sub-stream's turn
+            self._probe.abandon()
+            self._probe = None
         dropped = self.frame_size != (0, 0)
+        order = [self.spec] if self._substream is None else [self.spec, self._main_or_sub(self.spec)]
+        failed: dict[InputStream, str] = {}
+        tries = 0
         while not self._stop.is_set():
-            if self._open():
+            if self._open(order[tries % len(order)]):
                 if dropped:
                     self.reconnects += 1
-                log.info("input %s is %s", self.spec.label, "back" if dropped else "open")
+                self._log_opened(dropped, failed)
                 return True
             if self.spec.kind == "file":
                 why = "does not exist (yet)"
             else:
-                why = "dropped" if dropped else "cannot be opened (yet)"
-            log.warning("input %s %s; retrying in %.0f s", self.spec.label, why, delay)
+                why = "dropped" if dropped and tries == 0 else "cannot be opened (yet)"
+            failed[self.stream] = why
+            tries += 1
+            following = order[tries % len(order)]
+            then = "" if following is self.spec else f" (then the {following.label})"
+            log.warning("input %s %s; retrying in %.0f s%s", self.spec.label, why, delay, then)
             if self._stop.wait(delay):
                 return False
             delay = min(delay * 2.0, ceiling)
         return False
+
+    def _main_or_sub(self, spec: InputSpec) -> InputSpec:
+        """The camera's other stream."""
+        assert self._substream is not None
+        return self._main if spec is self._substream else self._substream
+
+    def _log_opened(self, dropped: bool, failed: dict[InputStream, str]) -> None:
+        """One line: the input is open or back, and with a sub-stream, which stream is counted and why."""
+        state = "back" if dropped else "open"
+        if self.stream == "sub" or self._substream is None or "sub" not in failed:
+            log.info("input %s is %s", self.spec.label, state)
+            return
+        why = failed.get("sub", "cannot be opened")
+        log.warning(
+            "input %s is %s and counted: the %s %s (it is tried again every %g s)",
+            self.spec.label,
+            state,
+            self._substream.label,
+            why,
+            self._substream_retry_s,
+        )
+        self._next_probe = time.monotonic() + self._substream_retry_s
+
+
+def _frame_rate(capture: cv2.VideoCapture) -> float:
+    """The stream's frame rate, as its container says; 10 when it says nothing plausible."""
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    return fps if 1.0 <= fps <= 120.0 else 10.0
+
+
+class _Probe(threading.Thread):
+    """Opens a stream and reads its first frame on a thread of its own: `opened` is then the
+    capture and that frame, or None if it failed. A probe abandoned (the reader stopped) releases
+    what it opened."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        super().__init__(name="substream-probe", daemon=True)
+        self.spec = spec
+        self.opened: tuple[cv2.VideoCapture, Frame] | None = None
+        self._abandoned = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        capture = _open_capture(self.spec)
+        first: Frame | None = None
+        if capture.isOpened():
+            ok, frame = capture.read()
+            first = frame if ok else None
+        with self._lock:
+            if first is not None and not self._abandoned.is_set():
+                self.opened = (capture, first)
+                return
+        capture.release()
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned.set()
+            if self.opened is not None:
+                self.opened[0].release()
+                self.opened = None
