@@ -193,6 +193,26 @@ def _fingerprint(device: Node) -> dict[str, str]:
             "people_counter_camera_username",
             id="password-in-url",
         ),
+        pytest.param(
+            json.dumps(
+                {
+                    "people_counter_input": {"source": "rtsp://192.0.2.9/main"},
+                    "people_counter_input_substream": "rtp://192.0.2.9/sub",
+                }
+            ),
+            "input.substream: Value error, unsupported URL scheme",
+            id="substream-scheme",
+        ),
+        pytest.param(
+            json.dumps(
+                {
+                    "people_counter_input": "sample",
+                    "people_counter_input_substream": "rtsp://192.0.2.9/sub",
+                }
+            ),
+            "people_counter_input_substream is set",
+            id="substream-without-camera",
+        ),
     ],
 )
 def test_bad_value_fails_before_any_change(
