@@ -161,6 +161,7 @@ class FrameReader:
         self._next_probe = 0.0
         self.spec = spec if substream is None else substream
         self.stream: InputStream = "main" if substream is None else "sub"
+        """The stream counted (the one last opened); it changes only when another one opens."""
         self._max_width = max_width
         self.loop = loop
         self.realtime = realtime
@@ -202,7 +203,6 @@ class FrameReader:
         False if it is not there (yet), or an InputError if it can never be read (a file that is
         not a video, or too short)."""
         self.spec = spec
-        self.stream = "sub" if spec is self._substream else "main"
         if self.spec.kind == "file" and not Path(str(self.spec.target)).exists():
             return False  # not mounted yet, or not copied yet: nothing for OpenCV to warn about
         capture = _open_capture(self.spec)
@@ -235,6 +235,7 @@ class FrameReader:
     def _adopt(self, capture: cv2.VideoCapture, first: Frame) -> None:
         """Read from `capture` (just opened) from now on, starting with its `first` frame."""
         first = self._scaled(first)
+        self.stream = "sub" if self.spec is self._substream else "main"
         self.frame_size = (int(first.shape[1]), int(first.shape[0]))
         self._first = first
         self._capture = capture
@@ -341,7 +342,7 @@ class FrameReader:
         capture, first = opened
         log.warning("input %s answers: counting it instead of the %s", self._substream.label, self._main.label)
         self._capture.release()
-        self.spec, self.stream = self._substream, "sub"
+        self.spec = self._substream
         self.fps = _frame_rate(capture)
         self._adopt(capture, first)
 
@@ -414,7 +415,7 @@ class FrameReader:
                 why = "does not exist (yet)"
             else:
                 why = "dropped" if dropped and tries == 0 else "cannot be opened (yet)"
-            failed[self.stream] = why
+            failed["sub" if self.spec is self._substream else "main"] = why
             tries += 1
             following = order[tries % len(order)]
             then = "" if following is self.spec else f" (then the {following.label})"
