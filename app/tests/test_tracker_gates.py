@@ -10,7 +10,7 @@ from people_counter.stage_data import PersonTrack
 from people_counter.vision.appearance import DESCRIPTOR_SIZE
 from people_counter.vision.tracker import PersonTracker, iou_matrix, match_by_iou
 
-CFG = TrackerConfig()  # match_iou 0.2, high_score 0.6: the low-score gate (0.5) is the stricter one
+CFG = TrackerConfig(max_gap_s=1.5, match_iou=0.2, high_score=0.6)  # the low-score gate (0.5) is the stricter one
 HEIGHT = 150.0
 WIDTH = 0.4 * HEIGHT
 

@@ -24,14 +24,16 @@ Life cycle:
     burnt by false positives and stay monotonic in confirmation order, never reused.
   * bridged: a confirmed track that is unmatched keeps its predicted box (`missed=True`) for up to
     `max_gap_s` seconds after its last detection. This is the fix for the original app's double
-    counting: a person missed for a frame or two keeps their id.
+    counting: a person missed for a frame or two keeps their id. A new track confirmed near where a
+    bridged one is expected, and looking alike, is that person (see `_confirm_or_recognise`): after
+    two people cross, the one who reappears often misses their own drifting prediction.
   * standing still: a bridged track whose detections stayed within `STILL_RADIUS_H` heights of one
     spot is held in view `STILL_HOLD_FACTOR` times as long as it has stood there (up to
     `stationary_hold_s`), when that is longer than `max_gap_s`: a person standing still with their
     back turned is often not detected for many seconds, and is still there.
   * lost: a confirmed track unmatched for longer than its hold leaves the count in view, but keeps
     its id for `reid_window_s`. When a new track is confirmed, it is first compared with the lost
-    ones (where the lost one would be by now, its size and its look, see appearance.py); if it is
+    ones and the bridged ones (where each would be by now, its size and its look, see appearance.py); if it is
     one of them, it takes that id and its first-seen time and is not counted again. This is what
     keeps one id for a person hidden by the lamp post or missed by the detector for a few seconds.
   * ended: lost for longer than `reid_window_s`, or (when the frame size is known) bridged while
@@ -660,26 +662,26 @@ class PersonTracker:
         (or end, with no re-identification window); lost ones past the window end."""
         stale = [t for t in self._tracks if ts - t.last_seen_ts > self._hold_s(t)]
         keep_lost = self._cfg.reid_window_s > 0.0
-        for track in stale:
-            if track.confirmed and keep_lost:
-                self._lost.append(
-                    _LostTrack(
-                        track_id=track.track_id,
-                        first_seen_ts=track.first_seen_ts,
-                        last_seen_ts=track.last_seen_ts,
-                        box=self._filter.observed_box(track.slot).copy(),
-                        velocity=self._filter.centre_velocity(track.slot).copy(),
-                        look=track.look,
-                        still_at=track.still_at,
-                        still_since_ts=track.still_since_ts,
-                    )
-                )
+        self._lost.extend(self._as_lost(track) for track in stale if track.confirmed and keep_lost)
         ended = self._end_tracks([t for t in stale if not (t.confirmed and keep_lost)])
         for track in stale:
             if track.confirmed and keep_lost:
                 self._drop(track)
         expired = sum(1 for lost in self._lost if ts - lost.last_seen_ts > self._cfg.reid_window_s)
         return ended + self._end_lost(expired)
+
+    def _as_lost(self, track: _LiveTrack) -> _LostTrack:
+        """A confirmed track as it stands when it was last detected: what recognition compares."""
+        return _LostTrack(
+            track_id=track.track_id,
+            first_seen_ts=track.first_seen_ts,
+            last_seen_ts=track.last_seen_ts,
+            box=self._filter.observed_box(track.slot).copy(),
+            velocity=self._filter.centre_velocity(track.slot).copy(),
+            look=track.look,
+            still_at=track.still_at,
+            still_since_ts=track.still_since_ts,
+        )
 
     def _end_lost(self, how_many: int) -> list[EndedTrack]:
         """End the `how_many` lost tracks seen longest ago."""
@@ -726,20 +728,31 @@ class PersonTracker:
         return candidates[sorted(rest)]
 
     def _confirm_or_recognise(self, confirming: list[_LiveTrack], ts: float) -> list[_LiveTrack]:
-        """Give each confirming track the id of the lost track it is, or a new one; returns the new."""
+        """Give each confirming track the id of the person it is, or a new one; returns the new.
+
+        That person may be a lost track, or a confirmed track still bridging a gap: when two people
+        cross, or one is hidden behind another, the detection of the one who reappears often misses
+        their own drifting prediction and starts a new track instead. Once that track confirms near
+        where the bridged one is expected, looking alike, it is that person: it takes their id and
+        first-seen time, and the bridged track is dropped without ending (nobody left)."""
+        bridged = [t for t in self._tracks if t.confirmed and t.missed]
+        candidates = self._lost + [self._as_lost(t) for t in bridged]
         recognised: set[int] = set()
-        if confirming and self._lost:
-            cost = self._recognition_cost(confirming, ts)
+        if confirming and candidates:
+            cost = self._recognition_cost(confirming, candidates, ts)
             rows, cols = linear_sum_assignment(cost)
             taken: set[int] = set()
             for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
                 if cost[r, c] >= _GATED_COST:
                     continue
-                lost, track = self._lost[c], confirming[r]
-                track.track_id = lost.track_id
-                track.first_seen_ts = lost.first_seen_ts
+                track, known = confirming[r], candidates[c]
+                track.track_id = known.track_id
+                track.first_seen_ts = known.first_seen_ts
                 recognised.add(r)
-                taken.add(c)
+                if c < len(self._lost):
+                    taken.add(c)
+                else:
+                    self._drop(bridged[c - len(self._lost)])
             self._lost = [lost for i, lost in enumerate(self._lost) if i not in taken]
         newly_confirmed = []
         for r, track in enumerate(confirming):
@@ -749,21 +762,21 @@ class PersonTracker:
                 newly_confirmed.append(track)
         return newly_confirmed
 
-    def _recognition_cost(self, confirming: list[_LiveTrack], ts: float) -> FloatArray:
-        """Cost of each (confirming track, lost track) pair: distance from where the lost one was
+    def _recognition_cost(self, confirming: list[_LiveTrack], candidates: list[_LostTrack], ts: float) -> FloatArray:
+        """Cost of each (confirming track, known track) pair: distance from where the known one was
         expected, as a share of how far it may have gone, plus the appearance distance; gated."""
         boxes = _boxes_of(confirming, self._filter.all_boxes())
         centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])
         heights = np.maximum(boxes[:, 3] - boxes[:, 1], _MIN_SIZE_PX)
         unknown = np.zeros(appearance.DESCRIPTOR_SIZE, dtype=np.float32)
         looks = np.stack([t.look if t.look is not None else unknown for t in confirming])
-        lost_looks = np.stack([lost.look if lost.look is not None else unknown for lost in self._lost])
-        look_distance = appearance.distance(looks, lost_looks)
-        cost = np.full((len(confirming), len(self._lost)), _GATED_COST)
-        for c, lost in enumerate(self._lost):
-            radius = lost.height * (_REID_RADIUS_H + _REID_SPREAD_H * max(0.0, ts - lost.last_seen_ts))
-            offset = np.linalg.norm(centres - lost.expected_centre(ts), axis=1) / radius
-            ratio = heights / lost.height
+        known_looks = np.stack([known.look if known.look is not None else unknown for known in candidates])
+        look_distance = appearance.distance(looks, known_looks)
+        cost = np.full((len(confirming), len(candidates)), _GATED_COST)
+        for c, known in enumerate(candidates):
+            radius = known.height * (_REID_RADIUS_H + _REID_SPREAD_H * max(0.0, ts - known.last_seen_ts))
+            offset = np.linalg.norm(centres - known.expected_centre(ts), axis=1) / radius
+            ratio = heights / known.height
             look = look_distance[:, c]
             fits = (offset <= 1.0) & (ratio <= _REID_SIZE_RATIO) & (ratio >= 1.0 / _REID_SIZE_RATIO)
             fits &= np.isnan(look) | (look <= _REID_APPEARANCE_MAX)  # an unknown look does not veto
