@@ -23,7 +23,7 @@ help:
 	@echo "make demo   run the appliance on the sample video and print where to look"
 	@echo "make test   lint, then every test"
 	@echo "make lint   ruff, ansible-lint, yamllint, playbook syntax"
-	@echo "make bench  accuracy and cost of each model on the sample video, and of a 1080p camera"
+	@echo "make bench  accuracy and cost of each model on the sample video, of a 1080p camera, and across encodings"
 	@echo "make mutation  mutation testing of the pure stages (tracker, counter, config, store); not in make test"
 
 $(STAMPS)/apt:
@@ -86,6 +86,7 @@ test:
 
 bench: setup
 	cd app && $(PY) -m bench.counter_bench --json $(CURDIR)/artifacts/bench.json
+	cd app && $(PY) -m bench.encoding_spread --state-dir $(MODEL_STATE) --json $(CURDIR)/artifacts/encoding-spread.json
 	cd app && $(PY) -m bench.live_bench
 	cd app && $(PY) -m bench.fleet_load --devices 1000 --duration-s 60
 

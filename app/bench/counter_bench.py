@@ -30,13 +30,13 @@ import psutil
 import yaml
 
 from bench.raw_throughput import measure_raw_throughput
+from bench.video_copies import CAMERA_1080P25, video_copy
 from people_counter.config import Config, ModelConfig
 from people_counter.evaluation.mot_ground_truth import load_ground_truth
 from people_counter.evaluation.offline_run import count_video
 from people_counter.evaluation.results_reader import load_results, on_ground_truth_frames
 from people_counter.evaluation.scoring import Scores, score
 from people_counter.paths import model_xml, sample_video_path
-from people_counter.prepare.ffmpeg import ensure_ffmpeg
 from people_counter.prepare.model_catalog import CATALOG, DEFAULT_MODEL_NAME, ModelName
 from testsupport.mosquitto_broker import MosquittoBroker
 
@@ -218,18 +218,6 @@ def accuracy_figures(scores: Scores) -> dict[str, object]:
     }
 
 
-def camera_copy(cache: Path) -> Path:
-    """The sample video as a 1080p, 25 fps H.264 camera would send it, made once with the pinned ffmpeg."""
-    copy = cache / "vtest-1080p25.mp4"
-    if not copy.exists():
-        partial = copy.with_suffix(".part.mp4")
-        command = [str(ensure_ffmpeg()), "-loglevel", "error", "-y", "-i", str(sample_video_path())]
-        command += ["-vf", "scale=1920:1080,fps=25", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23"]
-        subprocess.run([*command, str(partial)], check=True)
-        partial.rename(copy)
-    return copy
-
-
 def model_figures(
     workdir: Path, model_state: Path, broker: MosquittoBroker, model: ModelName, repeats: int, seconds: float
 ) -> dict[str, object]:
@@ -268,7 +256,7 @@ def model_figures(
 
 
 def camera_figures(workdir: Path, model_state: Path, broker: MosquittoBroker, seconds: float) -> dict[str, object]:
-    copy = camera_copy(sample_video_path().parent)
+    copy = video_copy(CAMERA_1080P25)
     scores = accuracy(model_state, DEFAULT_MODEL_NAME, copy, rescaled=True)
     run = run_counter(workdir, model_state, broker, realtime=True, seconds=seconds, source=copy)
     return {
