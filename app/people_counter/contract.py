@@ -50,6 +50,12 @@ def _load_topics(path: Path) -> tuple[str, dict[str, str], dict[str, str], str]:
 
 DEFAULT_TOPIC_PREFIX, _DEVICE_TOPICS, _COMPAT_TOPICS, DEFAULT_DISCOVERY_PREFIX = _load_topics(TOPICS_FILE)
 
+BRIDGE_TOPIC = str(yaml.safe_load(TOPICS_FILE.read_text(encoding="utf-8"))["bridge"])
+"""<prefix>/<device_id>/<this>: the device's bridge link on the central broker, retained `1` or `0`
+(its Mosquitto's notification topic, with the central broker's Last Will `0`)."""
+BRIDGE_UP = "1"
+BRIDGE_DOWN = "0"
+
 COMPAT_COUNT_TOPIC = _COMPAT_TOPICS["count"]
 """The original app's count topic: {"count": n, "total": m} in one message."""
 COMPAT_DURATION_TOPIC = _COMPAT_TOPICS["duration"]

@@ -10,10 +10,11 @@ def inbox() -> Inbox:
     return Inbox(FleetMqttConfig(topic_prefix="people_counter"), max_message_bytes=1024, clock=lambda: 42.0)
 
 
-def test_it_subscribes_to_every_devices_four_topics_states_at_qos_0() -> None:
+def test_it_subscribes_to_every_devices_four_topics_and_its_bridge_link_states_at_qos_0() -> None:
     assert sorted(inbox().subscriptions) == [
         ("people_counter/+/alert", 1),
         ("people_counter/+/available", 1),
+        ("people_counter/+/bridge", 1),
         ("people_counter/+/event", 1),
         ("people_counter/+/state", 0),
     ]
@@ -27,6 +28,7 @@ def test_messages_become_plain_data_named_by_device_and_kind() -> None:
     assert box.parse("people_counter/shop-1/available", b"offline", False) == FleetMessage(
         "shop-1", "available", "offline", 42.0, False
     )
+    assert box.parse("people_counter/shop-1/bridge", b"0", True) == FleetMessage("shop-1", "bridge", "0", 42.0, True)
 
 
 def test_what_is_not_the_contract_is_ignored_and_counted() -> None:

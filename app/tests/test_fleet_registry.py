@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from people_counter.contract import DeviceTopic
-from people_counter.fleet.inbox import FleetMessage
+from people_counter.fleet.inbox import FleetMessage, FleetTopic
 from people_counter.fleet.registry import FleetRegistry
 
 
-def msg(device: str, kind: DeviceTopic, data: Any, received: float, retained: bool = False) -> FleetMessage:
+def msg(device: str, kind: FleetTopic, data: Any, received: float, retained: bool = False) -> FleetMessage:
     return FleetMessage(device, kind, data, received, retained)
 
 
@@ -35,6 +34,49 @@ def test_online_then_offline_from_available_then_back() -> None:
     registry.apply(msg("a", "available", "online", 102.0))
     registry.sweep(102.0)
     assert registry.row("a")["status"] == "online"
+
+
+def test_offline_while_its_bridge_link_is_down_though_available_still_says_online() -> None:
+    # The device's Mosquitto stopped, or its link went quiet past the keepalive (power lost): the
+    # central broker publishes the bridge's Last Will `0`, while the counter's retained `online`,
+    # which only the device's own broker could replace, stays.
+    registry = FleetRegistry(stale_after_s=15, max_devices=10)
+    registry.apply(msg("a", "available", "online", 100.0, retained=True))
+    registry.apply(msg("a", "state", state(100.0), 100.0))
+    registry.sweep(100.0)
+    # No word of a bridge yet (or ever, for a device on the central broker itself): `available` alone.
+    assert registry.row("a")["status"] == "online" and registry.row("a")["bridge"] == "unknown"
+    registry.apply(msg("a", "bridge", "1", 100.0, retained=True))
+    registry.sweep(100.0)
+    assert registry.row("a")["status"] == "online" and registry.row("a")["bridge"] == "up"
+    registry.take_changed()
+
+    registry.apply(msg("a", "bridge", "0", 106.0))
+    assert registry.take_changed() == {"a"}
+    registry.sweep(106.0)
+    row = registry.row("a")
+    assert row["status"] == "offline" and row["bridge"] == "down" and row["available"] == "online"
+    assert row["last_seen"] == 100.0  # the `0` is the central broker's word, not the device's
+    assert registry.take_changed() == {"a"}
+
+    # The link back: `1`, then the device's queued and fresh messages.
+    registry.apply(msg("a", "bridge", "1", 120.0))
+    registry.apply(msg("a", "state", state(120.0), 120.0))
+    registry.sweep(120.0)
+    assert registry.row("a")["status"] == "online" and registry.row("a")["bridge"] == "up"
+
+
+def test_a_retained_bridge_down_at_subscription_is_offline_and_other_payloads_are_refused() -> None:
+    registry = FleetRegistry(stale_after_s=15, max_devices=10)
+    registry.apply(msg("a", "available", "online", 1000.0, retained=True))
+    registry.apply(msg("a", "state", state(999.0), 1000.0, retained=True))
+    registry.apply(msg("a", "bridge", "0", 1000.0, retained=True))
+    registry.sweep(1000.0)
+    assert registry.row("a")["status"] == "offline"
+    assert not registry.apply(msg("a", "bridge", "up", 1001.0))
+    assert not registry.apply(msg("a", "bridge", {"state": 1}, 1001.0))
+    registry.sweep(1001.0)
+    assert registry.row("a")["status"] == "offline" and registry.row("a")["bridge"] == "down"
 
 
 def test_silent_once_nothing_came_for_stale_after_s() -> None:

@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from people_counter.contract import DeviceTopic, DeviceTopics
+from people_counter.contract import BRIDGE_TOPIC, DeviceTopic, DeviceTopics
 from people_counter.errors import ConfigError
 from people_counter.fleet.config import FleetMqttConfig
 
@@ -29,35 +29,39 @@ log = logging.getLogger("people_counter.fleet.inbox")
 
 MAX_PENDING = 200_000
 
-SUBSCRIBE_QOS: dict[DeviceTopic, int] = {"state": 0, "event": 1, "alert": 1, "available": 1}
+FleetTopic = DeviceTopic | Literal["bridge"]
+"""What the page reads: the device's own topics, and its bridge link (contract.BRIDGE_TOPIC)."""
+
+SUBSCRIBE_QOS: dict[FleetTopic, int] = {"state": 0, "event": 1, "alert": 1, "available": 1, "bridge": 1}
 """States at QoS 0: each is retained and superseded by the next (at least every 5 s), and at QoS 1
 the broker lets only a few unacknowledged messages to one client (Mosquitto: 20) be in flight,
-which caps a whole fleet's states at what one round trip allows. Events, alerts and availability
-are each counted once: QoS 1."""
+which caps a whole fleet's states at what one round trip allows. Events, alerts, availability and
+the bridge link are each counted once: QoS 1."""
 
 
 @dataclass(frozen=True, slots=True)
 class FleetMessage:
     device: str
-    kind: DeviceTopic
+    kind: FleetTopic
     data: Any
-    """The JSON of state, event and alert; the text of available."""
+    """The JSON of state, event and alert; the text of available and bridge."""
     received: float
     """The page's wall-clock time (time.time()) when paho handed it over."""
     retained: bool = False
 
 
 class Inbox:
-    """A subscription to <prefix>/+/<each device topic> on the central broker."""
+    """A subscription to <prefix>/+/<each device topic> and <prefix>/+/<bridge> on the central broker."""
 
     def __init__(self, cfg: FleetMqttConfig, max_message_bytes: int, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.max_message_bytes = max_message_bytes
         self.clock = clock
         pattern = DeviceTopics(cfg.topic_prefix, "+")
-        self.subscriptions = [(pattern.topic(kind), SUBSCRIBE_QOS[kind]) for kind in pattern.by_topic().values()]
         lead = f"{cfg.topic_prefix}/+/"
-        self._kinds = {topic[len(lead) :]: kind for topic, kind in pattern.by_topic().items()}
+        self._kinds: dict[str, FleetTopic] = {topic[len(lead) :]: kind for topic, kind in pattern.by_topic().items()}
+        self._kinds[BRIDGE_TOPIC] = "bridge"
+        self.subscriptions = [(lead + rest, SUBSCRIBE_QOS[kind]) for rest, kind in self._kinds.items()]
         self._pending: collections.deque[FleetMessage] = collections.deque(maxlen=MAX_PENDING)
         self.received = 0
         self.dropped = 0
@@ -132,7 +136,7 @@ class Inbox:
         if len(payload) > self.max_message_bytes:
             return self._ignore(topic, f"{len(payload)} bytes, over max_message_bytes")
         data: Any
-        if kind == "available":
+        if kind in ("available", "bridge"):
             data = payload.decode(errors="replace")
         else:
             try:

@@ -3,10 +3,13 @@
 Plain data, no I/O: the subscriber hands it messages (inbox.py's FleetMessage), and the time is
 always passed in, so a test drives it with any clock.
 
-- status: `offline` once `available` says so (the device's Last Will, bridged); `silent` when the
-  device has sent nothing for `stale_after_s` (a device whose power or bridge went away leaves
-  its retained `online` behind); `online` otherwise.
-- last_seen: when the page received the device's latest message; for a retained state heard at
+- status: `offline` once `available` says so (the device's Last Will, bridged), or once its bridge
+  link says `0` (the bridge's Last Will on the central broker: the device's Mosquitto stopped, or
+  the link closed or went quiet past its keepalive, as when the device loses power); `silent` when
+  the device has sent nothing for `stale_after_s` (a link that went away leaving no word); `online`
+  otherwise. A bridge that comes back (`1`) leaves the status to `available` again.
+- last_seen: when the page received the device's latest message (the bridge link's messages
+  aside: its `0` comes from the central broker, not the device); for a retained state heard at
   subscription, the state's own `ts`.
 - open alerts: an alert stays open while the device's state says `<type>_alert: true`, and closes
   when it says false. A state without those flags (an older counter) leaves an alert open for
@@ -18,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from people_counter.contract import AVAILABLE_OFFLINE
+from people_counter.contract import AVAILABLE_OFFLINE, BRIDGE_DOWN, BRIDGE_UP
 from people_counter.fleet.inbox import FleetMessage
 
 ALERT_TYPES = ("occupancy", "loitering")
@@ -32,6 +35,8 @@ class DeviceView:
     device: str
     figures: dict[str, Any] = field(default_factory=dict)
     available: str = "unknown"
+    bridge: str = "unknown"
+    """The bridge link: `up`, `down`, or `unknown` (none heard, as with a device on the central broker itself)."""
     last_seen: float | None = None
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Open alerts by type: the alert message, plus `received` (the page's time)."""
@@ -71,6 +76,12 @@ class FleetRegistry:
         view = self._view(message.device)
         if view is None:
             return False
+        if message.kind == "bridge":
+            if message.data not in (BRIDGE_UP, BRIDGE_DOWN):
+                return False
+            view.bridge = "up" if message.data == BRIDGE_UP else "down"
+            self._changed.add(view.device)
+            return True
         if message.kind == "available":
             if not isinstance(message.data, str):
                 return False
@@ -104,7 +115,7 @@ class FleetRegistry:
                 view.alerts[alert_type] = {"type": alert_type, "value": None, "threshold": None, "ts": ts}
 
     def status_of(self, view: DeviceView, now: float) -> str:
-        if view.available == AVAILABLE_OFFLINE:
+        if view.available == AVAILABLE_OFFLINE or view.bridge == "down":
             return "offline"
         if view.last_seen is None or now - view.last_seen >= self.stale_after_s:
             return "silent"
@@ -137,6 +148,7 @@ class FleetRegistry:
             "device": view.device,
             "status": view.status,
             "available": view.available,
+            "bridge": view.bridge,
             "last_seen": view.last_seen,
             **view.figures,
             "alerts": [{k: v for k, v in a.items() if k != "received"} for a in view.alerts.values()],
