@@ -19,18 +19,10 @@ from people_counter import paths
 from people_counter.outputs.annotate import annotate_frame
 from people_counter.outputs.frame_sink import FrameSink
 from people_counter.stage_data import CounterState, PersonTrack
+from testsupport.browser import CHROMIUM, CHROMIUM_ARGS
 from testsupport.live_stack import CounterPublisher, LivePair, populate_history, short_tmp
 from testsupport.mosquitto_broker import MosquittoBroker, mosquitto_available
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 DEVICE = "shop-door-1"
 

@@ -4,19 +4,15 @@ certificate's key (its SPKI hash), and nothing else; plain HTTP only redirects t
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from testsupport.browser import CHROMIUM, CHROMIUM_ARGS, accept_only
 from testsupport.helpers import free_port
 from testsupport.live_stack import DashboardProcess, short_tmp
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")]
 
@@ -31,17 +27,6 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
-
-
-def _spki_sha256(cert: Path) -> str:
-    """The base64 SHA-256 of the certificate's public key, as Chromium's SPKI allow list takes it."""
-    public = subprocess.run(
-        ["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"], check=True, capture_output=True
-    ).stdout
-    der = subprocess.run(
-        ["openssl", "pkey", "-pubin", "-outform", "der"], input=public, check=True, capture_output=True
-    ).stdout
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 @pytest.fixture
@@ -63,7 +48,7 @@ def test_the_browser_logs_in_over_https_with_the_device_s_certificate_accepted(
     from playwright.sync_api import Error, sync_playwright
 
     dashboard, redirect_port, cert = https_dashboard
-    accept = f"--ignore-certificate-errors-spki-list={_spki_sha256(cert)}"
+    accept = accept_only(cert.read_bytes())
     with sync_playwright() as p:
         untold = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

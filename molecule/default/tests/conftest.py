@@ -34,6 +34,9 @@ from testinfra.backend.base import CommandResult
 from testinfra.host import Host
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
+# The app's test support (testsupport/: Chromium's launch, its certificate switch), shared with
+# the app's own browser tests.
+sys.path.insert(0, str(PROJECT_DIR / "app"))
 INVENTORY_FILE = Path(
     os.environ.get("MOLECULE_INVENTORY_FILE", "/nonexistent/ansible_inventory.yml")
 )
@@ -50,6 +53,8 @@ COUNTER = "people-counter.service"
 TARGET = "people-counter.target"
 APP_UNITS = (DASHBOARD, STREAM, COUNTER)
 DEVICE_UNITS = (MOSQUITTO, *APP_UNITS)
+FLEET = "people-counter-fleet.service"
+CENTRAL_UNITS = (MOSQUITTO, FLEET)
 
 COUNTER_USER = "people-counter"
 WEB_USER = "people-counter-web"
@@ -332,6 +337,13 @@ def state_after(
     )
 
 
+def publish_refused(node: Node, topic: str, user: str, password: str) -> bool:
+    """Whether the node's broker refuses this user's PUBLISH on topic: MQTT v5 at QoS 1, the
+    broker says so in the PUBACK; mosquitto_pub warns, yet exits 0."""
+    result = node.mqtt_pub(topic, "{}", user, password)
+    return "not authori" in (result.stderr + result.stdout).lower()
+
+
 def node_now(node: Node) -> float:
     return float(node.check("date +%s.%N"))
 
@@ -473,7 +485,7 @@ def launcher(*args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[
 
 def _make_node(name: str) -> Node:
     hostvars = (INVENTORY.get("all") or {}).get("hosts", {}).get(name) or {}
-    units = DEVICE_UNITS if name in DEVICE_NAMES else (MOSQUITTO,)
+    units = DEVICE_UNITS if name in DEVICE_NAMES else CENTRAL_UNITS
     return Node(
         name,
         str(hostvars["ansible_host"]),
