@@ -186,8 +186,18 @@ def test_the_journal_keeps_each_line_s_priority(device: Node) -> None:
     shows a config error and not the counter's info lines; `-p info` shows both."""
     with changed_config(device):
         since = device.check("date '+%Y-%m-%d %H:%M:%S'").strip()
+
+        def journal(priority: str) -> str:
+            return device.check(
+                f"journalctl -u {COUNTER} --since {shlex.quote(since)} -p {priority} -o cat --no-pager"
+            )
+
         device.check(f"systemctl restart {COUNTER}")
-        state_after(device, node_now(device), 60)  # it counts: info lines were logged
+        # It counts: its info line on the first frame is logged. (A fresh state alone is not
+        # enough: the counter publishes one as soon as it connects, before its first frame.)
+        wait_for(
+            "the counter's 'counting' line", lambda: "counting " in journal("info"), 60
+        )
         _set_config(device, "tracker", "no_such_key", 1)
         device.run(f"systemctl restart {COUNTER}")
         wait_for(
@@ -195,11 +205,6 @@ def test_the_journal_keeps_each_line_s_priority(device: Node) -> None:
             lambda: device.show(COUNTER, "ActiveState")["ActiveState"] == "failed",
             60,
         )
-
-        def journal(priority: str) -> str:
-            return device.check(
-                f"journalctl -u {COUNTER} --since {shlex.quote(since)} -p {priority} -o cat --no-pager"
-            )
 
         warnings, infos = journal("warning"), journal("info")
     assert "no_such_key" in warnings, warnings[-2000:]
