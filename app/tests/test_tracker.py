@@ -904,3 +904,48 @@ def test_someone_else_near_a_bridged_person_is_a_new_person() -> None:
     outputs, counter = _turn_back_during_a_gap(look(40))
     assert ids_seen(outputs) == {1, 2}
     assert counter.totals.total == 2
+
+
+def test_a_newcomer_beside_a_person_in_view_who_looks_the_same_is_a_second_person() -> None:
+    """Only a bridged track may be taken over: one detected on this frame is someone else's."""
+    tracker = PersonTracker(CFG)
+    outputs = []
+    for i in range(20):
+        boxes = [person(200.0 + 10.0 * i, 400, 100.0)]
+        if i >= 10:
+            boxes.append(person(260.0 + 10.0 * i, 400, 100.0))  # 60 px to the right, the same look
+        outputs.append(tracker.update(frame(*boxes), i / 10, np.repeat(look(3)[None], len(boxes), axis=0)))
+    assert ids_seen(outputs) == {1, 2}
+    assert sorted(t.track_id for t in outputs[-1].visible) == [1, 2]
+
+
+def test_a_bridged_person_is_recognised_beside_a_lost_one_and_a_newcomer() -> None:
+    """One frame confirms a newcomer far from anyone (first) and the person who turned back during
+    a gap (second), while another person is lost elsewhere: each is judged on their own."""
+    tracker = PersonTracker(CFG, frame_size=(768, 576))
+    first_ids: dict[str, int] = {}
+    final: TrackerOutput | None = None
+    for i in range(32):
+        ts = i / 10
+        boxes, looks = [], []
+        if i >= 25:  # the newcomer, first in the frame's boxes, bottom left
+            boxes.append(person(100.0, 560, 100.0))
+            looks.append(look(20))
+        if i < 20:
+            boxes.append(person(300.0 + 50.0 * ts, 400, 100.0))
+            looks.append(look(3))
+        elif i >= 25:
+            boxes.append(person(300.0 + 50.0 * 1.9 - 60.0 - 10.0 * (ts - 2.5), 400, 100.0))
+            looks.append(look(3))
+        if i < 5:  # seen for half a second at the top right, then lost (gone over max_gap_s)
+            boxes.append(person(650.0, 200, 80.0))
+            looks.append(look(10))
+        final = tracker.update(frame(*boxes) if boxes else NO_BOXES, ts, np.stack(looks) if looks else None)
+        for track in final.visible:
+            where = "walker" if 300 < track.box[3] < 500 else "lost" if track.box[3] <= 300 else "newcomer"
+            first_ids.setdefault(where, track.track_id)
+    assert final is not None
+    by_place = {("walker" if 300 < t.box[3] < 500 else "newcomer"): t.track_id for t in final.visible}
+    assert by_place == {"walker": first_ids["walker"], "newcomer": tracker.next_id - 1}
+    assert len(final.visible) == 2
+    assert tracker.next_id == 4  # the walker, the lost person and the newcomer
