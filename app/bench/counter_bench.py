@@ -123,7 +123,8 @@ def run_counter(
     command = [sys.executable, "-m", "people_counter.cli", "run", "-c", str(config), "--results", str(results)]
     if not realtime:
         command.append("--no-realtime")
-    process = psutil.Popen(command, stderr=subprocess.PIPE, text=True)
+    # The environment the unit gives the counter (roles/people_counter/templates/people-counter.service.j2).
+    process = psutil.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "MALLOC_ARENA_MAX": "2"})
     peak_rss = 0
     first_frame: tuple[float, float] | None = None  # (cpu seconds, monotonic) at the first frame
     cpu_fraction = 0.0
