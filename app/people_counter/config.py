@@ -30,6 +30,14 @@ def is_stream_url(value: str) -> bool:
     return value.lower().startswith(STREAM_SCHEMES)
 
 
+def unsupported_scheme(value: str) -> str | None:
+    """What is wrong with a URL of a scheme no camera stream has; None for a stream URL or no URL."""
+    scheme, sep, _rest = value.partition("://")
+    if not sep or is_stream_url(value):
+        return None
+    return f"unsupported URL scheme {scheme!r} (expected {', '.join(s[:-3] for s in STREAM_SCHEMES)})"
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -67,9 +75,8 @@ class InputConfig(Section):
             return None
         value = value.strip()
         if not is_stream_url(value):
-            scheme, sep, _rest = value.partition("://")
-            what = f"unsupported URL scheme {scheme!r}" if sep else "not a URL"
-            raise ValueError(f"{what} (expected {', '.join(s[:-3] for s in STREAM_SCHEMES)})")
+            problem = unsupported_scheme(value)
+            raise ValueError(problem or f"not a URL (expected {', '.join(s[:-3] for s in STREAM_SCHEMES)})")
         return value
 
     @model_validator(mode="after")

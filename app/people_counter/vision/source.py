@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from people_counter.config import STREAM_SCHEMES, is_stream_url
+from people_counter.config import is_stream_url, unsupported_scheme
 from people_counter.errors import ConfigError, InputError
 from people_counter.paths import SAMPLE_SOURCE, sample_video_path
 from people_counter.stage_data import InputStatus, InputStream
@@ -78,18 +78,14 @@ def parse_input(source: str, must_exist: bool = True, credentials: CameraCredent
     if is_stream_url(source):
         target = source if credentials is None else with_credentials(source, credentials)
         return InputSpec("stream", target, redacted(source))
-    scheme, sep, _rest = source.partition("://")
-    if sep:
-        raise ConfigError(
-            f"input.source: unsupported URL scheme {scheme!r} (expected {', '.join(s[:-3] for s in STREAM_SCHEMES)})"
-        )
+    problem = unsupported_scheme(source)
+    if problem is not None:
+        raise ConfigError(f"input.source: {problem}")
     return _file_spec(Path(source), must_exist)
 
 
 def parse_substream(url: str, credentials: CameraCredentials | None = None) -> InputSpec:
     """The sub-stream's spec (the config checked its scheme); the camera's credentials go into it too."""
-    if not is_stream_url(url):
-        raise ConfigError(f"input.substream: {redacted(url)} is not an rtsp or http(s) URL")
     target = url if credentials is None else with_credentials(url, credentials, "input.substream")
     return InputSpec("stream", target, redacted(url))
 
