@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -280,10 +281,13 @@ class LockedDatabase:
     def __init__(self, state: Path) -> None:
         self.db = sqlite3.connect(database_path(state), isolation_level=None)
         self.db.execute("BEGIN EXCLUSIVE")
+        self.released = False
 
     def release(self) -> None:
-        self.db.execute("ROLLBACK")
-        self.db.close()
+        if not self.released:
+            self.db.execute("ROLLBACK")
+            self.db.close()
+            self.released = True
 
 
 @pytest.fixture
@@ -292,42 +296,51 @@ def quick_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 50)
 
 
-@pytest.mark.usefixtures("quick_busy")
-def test_a_failing_write_is_held_retried_every_five_seconds_and_written_in_order(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def locked_store(tmp_path: Path, quick_busy: None) -> Iterator[tuple[list[float], CountStore, LockedDatabase]]:
+    """A store on a clock moved by hand (from 1000 s) whose database another connection holds locked."""
     clock = [1000.0]
     store = CountStore(tmp_path, clock=lambda: clock[0])
+    lock = LockedDatabase(tmp_path)
     try:
-        lock = LockedDatabase(tmp_path)
-        with caplog.at_level(logging.DEBUG, logger="people_counter.outputs.store"):
-            events_at(store, NOW + 1.0)
-            assert store.status == "degraded"
-            store.reset(NOW + 2.0)  # a reset held too: its period has no id yet
-            assert store.reset_requested() is False
-            clock[0] += 4.9
-            store.record(Totals(total=1), CountingResult(events=(PersonEvent("enter", 9, NOW + 3.0),)), 1, NOW + 3.0, 9)
-            lock.release()
-            store.flush(NOW + 3.5)  # 4.9 s after the failure: not retried yet
-            assert store.status == "degraded" and stored_events(database_path(tmp_path)) == []
-            clock[0] += 0.1
-            store.flush(NOW + 3.6)  # 5 s after: written, in order, the reset between the two
-            assert store.status == "ok"
-        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-        assert errors == [
-            f"store {database_path(tmp_path)} cannot write (database is locked): counting goes on in memory"
-            " (1 records so far), retrying every 5 s"
-        ]
-        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert warnings == [
-            f"store {database_path(tmp_path)}: writing again after 5 s; the 3 records held in memory are written"
-        ]
-        assert [(e.track_id, e.ts) for e in stored_events(database_path(tmp_path))] == [(9, NOW + 3.0), (1, NOW + 1.0)]
-        assert store.load() == (Totals(total=1), 9)  # the new period's totals
-        assert store.period_id == 2
-        assert store.reset_requested() is False
+        yield clock, store, lock
     finally:
+        lock.release()
         store.close()
+
+
+def test_a_failing_write_is_held_retried_every_five_seconds_and_written_in_order(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    locked_store: tuple[list[float], CountStore, LockedDatabase],
+) -> None:
+    clock, store, lock = locked_store
+    with caplog.at_level(logging.DEBUG, logger="people_counter.outputs.store"):
+        events_at(store, NOW + 1.0)
+        assert store.status == "degraded"
+        store.reset(NOW + 2.0)  # a reset held too: its period has no id yet
+        assert store.reset_requested() is False
+        clock[0] += 4.9
+        store.record(Totals(total=1), CountingResult(events=(PersonEvent("enter", 9, NOW + 3.0),)), 1, NOW + 3.0, 9)
+        lock.release()
+        store.flush(NOW + 3.5)  # 4.9 s after the failure: not retried yet
+        assert store.status == "degraded" and stored_events(database_path(tmp_path)) == []
+        clock[0] += 0.1
+        store.flush(NOW + 3.6)  # 5 s after: written, in order, the reset between the two
+        assert store.status == "ok"
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        f"store {database_path(tmp_path)} cannot write (database is locked): counting goes on in memory"
+        " (1 records so far), retrying every 5 s"
+    ]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"store {database_path(tmp_path)}: writing again after 5 s; the 3 records held in memory are written"
+    ]
+    assert [(e.track_id, e.ts) for e in stored_events(database_path(tmp_path))] == [(9, NOW + 3.0), (1, NOW + 1.0)]
+    assert store.load() == (Totals(total=1), 9)  # the new period's totals
+    assert store.period_id == 2
+    assert store.reset_requested() is False
 
 
 @pytest.mark.usefixtures("quick_busy")
@@ -503,25 +516,18 @@ def test_a_prune_that_fails_in_flush_degrades_the_store_and_says_why(
         store.close()
 
 
-@pytest.mark.usefixtures("quick_busy")
 def test_a_lasting_failure_is_complained_about_once_a_minute_on_the_stores_clock(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture, locked_store: tuple[list[float], CountStore, LockedDatabase]
 ) -> None:
-    clock = [1000.0]
-    store = CountStore(tmp_path, clock=lambda: clock[0])
-    lock = LockedDatabase(tmp_path)
-    try:
-        with caplog.at_level(logging.ERROR, logger="people_counter.outputs.store"):
-            events_at(store, NOW)  # fails at 1000 s: the first complaint
-            for _ in range(12):  # retried every 5 s: 1005 to 1060 s
-                clock[0] += RETRY_EVERY_S
-                store.flush(NOW + 1.0)
-        # Again exactly a minute after the first, and not in between.
-        assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 2
-        assert store.status == "degraded"
-    finally:
-        lock.release()
-        store.close()
+    clock, store, _lock = locked_store
+    with caplog.at_level(logging.ERROR, logger="people_counter.outputs.store"):
+        events_at(store, NOW)  # fails at 1000 s: the first complaint
+        for _ in range(12):  # retried every 5 s: 1005 to 1060 s
+            clock[0] += RETRY_EVERY_S
+            store.flush(NOW + 1.0)
+    # Again exactly a minute after the first, and not in between.
+    assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 2
+    assert store.status == "degraded"
 
 
 def wal_frames_in_the_file(path: Path) -> int:
